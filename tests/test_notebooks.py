@@ -1,0 +1,18 @@
+"The tests inside the library notebooks (nbs/*.ipynb), run as nbdev-test runs them."
+from pathlib import Path
+
+import pytest
+from nbdev.config import get_config
+from nbdev.test import test_nb as run_notebook
+
+from conftest import REPO
+
+NOTEBOOKS = sorted((REPO/'nbs').glob('[0-9]*.ipynb'))
+
+
+@pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook(nb, env_paths, monkeypatch):
+    monkeypatch.chdir(REPO)
+    flags = get_config().tst_flags
+    ok, _ = run_notebook(nb, skip_flags=flags.split() if isinstance(flags, str) else flags)
+    assert ok, f"{nb.name} failed; run `nbdev-test --path {nb.relative_to(REPO)}` to see the cell"
