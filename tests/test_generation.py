@@ -47,20 +47,26 @@ def test_refuses_to_overwrite(datasets, tmp_path):
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_run_leaves_nothing_at_the_final_path(tmp_path, sig):
-    out = tmp_path/'paper.h5'
-    p = subprocess.Popen([sys.executable, '-c', 'from tda.cli import main; main()', 'data', 'generate', '--variant', 'mref', '--size', 'paper',
-                          '--out', str(out), '--quiet', '--workers', '2'], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not any(f.name.startswith('.paper.h5.tmp-') for f in tmp_path.iterdir()):  # writing has begun
-        assert p.poll() is None and time.time() < deadline, p.stderr.read() if p.poll() is not None else 'no temp file'
-        time.sleep(0.05)
-    time.sleep(0.5)
-    p.send_signal(sig)
-    p.wait(timeout=60)
-    assert not out.exists()
+    out, log = tmp_path/'paper.h5', tmp_path.parent/f'{tmp_path.name}.stderr'
+    with open(log, 'w') as errf:
+        p = subprocess.Popen([sys.executable, '-c', 'from tda.cli import main; main()', 'data', 'generate', '--variant',
+                              'mref', '--size', 'paper', '--out', str(out), '--quiet', '--workers', '2'], stderr=errf)
+        deadline = time.time() + 60
+        while not any(f.name.startswith('.paper.h5.tmp-') for f in tmp_path.iterdir()):  # writing has begun
+            assert p.poll() is None and time.time() < deadline, log.read_text()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        workers = subprocess.run(['pgrep', '-P', str(p.pid)], capture_output=True, text=True).stdout.split()
+        p.send_signal(sig)
+        p.wait(timeout=120)
+    err = log.read_text()
+    assert not out.exists(), err
     if sig == signal.SIGINT:
-        assert p.returncode == 130 and 'interrupted' in p.stderr.read()
-        assert list(tmp_path.iterdir()) == []  # the temporary file is removed too
+        assert p.returncode == 130 and 'interrupted' in err, (p.returncode, err)
+        assert list(tmp_path.iterdir()) == [], err  # the temporary file is removed too
+    deadline = time.time() + 30  # no worker outlives its parent
+    while [w for w in workers if os.path.exists(f'/proc/{w}')] and time.time() < deadline: time.sleep(0.1)
+    assert not [w for w in workers if os.path.exists(f'/proc/{w}')], 'worker processes outlived the run'
     # the next run writes the file whole
     generate_mref(out, mref_params('mref', splits={'test': 2}), workers=1, progress=False)
     open_mref(out, 'test').close()
