@@ -10,7 +10,6 @@ compressing in the writing process. Both are timed side by side in one run on th
 Prints a table and writes bench/results/generate_speed.json (with the run record).
 """
 import argparse
-import json
 import os
 import tempfile
 import time

@@ -1,5 +1,4 @@
 "Shared fixtures: small real datasets of every variant, generated once per test session."
-import os
 from pathlib import Path
 
 import pytest

@@ -3,14 +3,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import h5py
 import pytest
 
 from conftest import REPO
 from tda.cli import load_recipe
-from tda.data.mref import SIZES, mref_params
+from tda.data.mref import mref_params
 
 
 def tda(*args, env=None):

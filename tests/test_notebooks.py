@@ -1,5 +1,4 @@
 "The tests inside the library notebooks (nbs/*.ipynb), run as nbdev-test runs them."
-from pathlib import Path
 
 import pytest
 from nbdev.config import get_config
