@@ -61,13 +61,18 @@ def test_recipes_match_their_names():
     assert 29000 <= 7 * q['train'] <= 31000 and 9500 <= 7 * q['val'] <= 10500  # about 30k/10k/10k questions
 
 
-def test_demo_makes_datasets_and_grids(env_paths):
-    r = tda('demo', '--out', env_paths/'demo', '--quiet')
+def test_demo_makes_datasets_grids_and_the_table1_report(env_paths):
+    r = tda('demo', '--out', env_paths/'demo', '--quiet', '--epochs', 1)  # the README's main job, one epoch per model
     assert r.returncode == 0, r.stderr
     for v in ('mref', 'mdist', 'mbg'):
         assert (env_paths/'data'/f'{v}_smoke.h5').exists()
         assert (env_paths/'demo'/f'{v}_samples.png').stat().st_size > 10_000
     run = json.loads((env_paths/'demo'/'run.json').read_text())
     assert run['config']['job'] == 'demo' and run['versions']['torch']
-    r = tda('demo', '--out', env_paths/'demo2', '--quiet')  # the second run reuses the datasets
-    assert r.returncode == 0 and r.stdout.count('reusing') == 3
+    summary = json.loads((env_paths/'demo'/'table1'/'summary.json').read_text())
+    assert set(summary['results']['mref']) == {'hattnet_ctx', 'soft'}
+    assert 'HAttNet-CTX' in r.stdout and '98.51' in r.stdout  # the table, beside the paper's numbers
+    for f in ('accuracy_per_scale.png', 'pr_curves.png', 'attention_mref.png', 'results.h5', 'table.md'):
+        assert (env_paths/'demo'/'table1'/f).stat().st_size > 1000
+    r = tda('demo', '--out', env_paths/'demo', '--quiet')  # never into a used folder
+    assert r.returncode == 2 and 'not empty' in r.stderr

@@ -27,3 +27,22 @@ def test_make_datasets(tmp_path, env_paths):
     nb = nbformat.read(tmp_path/'run.ipynb', as_version=4)
     text = json.dumps([c.get('outputs', []) for c in nb.cells])
     assert 'image/png' in text and 'mean scale' in text
+
+
+def test_mref_table1(tmp_path, env_paths, datasets):
+    out = tmp_path/'table1'
+    pm.execute_notebook(EXPERIMENTS/'mref_table1.ipynb', tmp_path/'run.ipynb', cwd=tmp_path, progress_bar=False,
+                        parameters=dict(models=['soft', 'hattnet_ctx'], epochs=1, batch_size=40, output_dir=str(out),
+                                        data={'mref': str(datasets['mref'])}, n_samples=2, progress=False))
+    summary = json.loads((out/'summary.json').read_text())
+    res = summary['results']['mref']
+    assert set(res) == {'soft', 'hattnet_ctx'} and all(r['epochs_run'] == 1 for r in res.values())
+    assert all(0 <= r['tps'] <= 1 and len(r['accuracy_per_scale']) == 5 for r in res.values())
+    for f in ('accuracy_per_scale.png', 'pr_curves.png', 'attention_mref.png'):
+        assert (out/f).read_bytes()[:4] == b'\x89PNG'
+    with h5py.File(out/'results.h5') as f:
+        assert len(f['mref/soft/predictions']) == res['soft']['n'] and 'mref/hattnet_ctx/attention/layer4' in f
+    nb = nbformat.read(tmp_path/'run.ipynb', as_version=4)
+    text = json.dumps([c.get('outputs', []) for c in nb.cells])
+    assert 'HAttNet-CTX' in text and '98.51' in text and 'image/png' in text  # the table beside the paper's, figures
+    assert not any(p.name.endswith(('.h5', '.png', '.json')) for p in EXPERIMENTS.rglob('*'))  # nothing inside nbs/

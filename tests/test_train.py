@@ -1,0 +1,96 @@
+"The trainer as users run it: `tda train` on one process and under `accelerate launch` on two."
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from tda.train import TrainConfig, train
+
+TOL_TRAINED = 0.10  # two processes train with half-batch BatchNorm statistics: test metrics agree within this
+
+
+def run(args, env=None, timeout=600):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def tda_train(*args):
+    return run([sys.executable, '-m', 'tda.cli', 'train', *map(str, args)])
+
+
+def launch(nproc, *args):
+    return run([sys.executable, '-m', 'accelerate.commands.launch', '--num_processes', str(nproc), '--num_machines', '1',
+                '--mixed_precision', 'no', '--dynamo_backend', 'no', '--cpu', '-m', 'tda.cli', 'train', *map(str, args)])
+
+
+@pytest.fixture
+def config(tmp_path, datasets):
+    cfg = {'model': 'hattnet_ctx', 'data': str(datasets['mref']), 'preset': 'seo2016', 'epochs': 2, 'batch_size': 40,
+           'eval_batch_size': 14, 'seed': 11, 'progress': False}  # 14: the last test batch is padded on two processes
+    p = tmp_path/'cfg.yaml'
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def results(d): return json.loads((d/'results.json').read_text())
+
+
+def test_two_processes_agree_with_one(config, tmp_path):
+    r1 = tda_train(config, '--set', f'out_dir={tmp_path/"one"}')
+    assert r1.returncode == 0, r1.stderr
+    assert 'test accuracy' in r1.stdout
+    r2 = launch(2, config, '--set', f'out_dir={tmp_path/"two"}')
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    one, two = results(tmp_path/'one'), results(tmp_path/'two')
+    assert one['processes'] == 1 and two['processes'] == 2
+    assert one['test']['n'] == two['test']['n']  # gather_for_metrics drops the padding: every question once
+    for k in ('accuracy', 'tps', 'pointing'):
+        assert abs(one['test'][k] - two['test'][k]) <= TOL_TRAINED, (k, one['test'][k], two['test'][k])
+    h1, h2 = (json.loads((tmp_path/d/'metrics.json').read_text()) for d in ('one', 'two'))
+    assert abs(h1[0]['train_loss'] - h2[0]['train_loss']) < 0.05 * h1[0]['train_loss']
+    # the same checkpoint evaluated on two processes gives exactly the one-process test metrics
+    r3 = launch(2, config, '--set', f'out_dir={tmp_path/"one"}', '--resume')
+    assert r3.returncode == 0, r3.stderr[-3000:]
+    again = results(tmp_path/'one')
+    assert again['processes'] == 2
+    for k in ('n', 'accuracy', 'loss', 'tps', 'uniform_tps', 'pointing', 'average_precision'):
+        assert again['test'][k] == pytest.approx(one['test'][k], rel=1e-5, abs=1e-6), k
+    assert again['test']['count_per_scale'] == one['test']['count_per_scale']
+
+
+def test_non_finite_loss_stops_with_a_clear_message(config, tmp_path):
+    r = tda_train(config, '--set', f'out_dir={tmp_path/"nan"}', '--set', 'lr=1e12', '--set', 'clip_grad_norm=null',
+                  '--set', 'optimizer=sgd')
+    assert r.returncode == 2 and 'non-finite at epoch' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    rec = results(tmp_path/'nan')
+    assert 'non-finite' in rec['stopped'] and rec['step'] >= 0
+
+
+@pytest.mark.parametrize('args, match', [
+    (['--set', 'learning_rate=0.1'], "unknown training config key(s) ['learning_rate']"),
+    (['--set', 'model=resnet9000'], "unknown model 'resnet9000'"),
+    (['--set', 'data=no_such.h5'], 'no_such.h5 not found'),
+    (['--set', 'batch_size=0'], 'batch sizes must be positive'),
+    (['--resume'], 'nothing to resume'),
+])
+def test_bad_config_is_one_clear_error(config, tmp_path, args, match):
+    r = tda_train(config, '--set', f'out_dir={tmp_path/"bad"}', *args)
+    assert r.returncode == 2 and match in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_existing_run_is_not_overwritten(config, tmp_path):
+    out = tmp_path/'keep'
+    out.mkdir(); (out/'notes.txt').write_text('mine')
+    r = tda_train(config, '--set', f'out_dir={out}', '--overwrite')
+    assert r.returncode == 2 and 'does not look like a tda run folder' in r.stderr
+    assert (out/'notes.txt').read_text() == 'mine'
+
+
+@pytest.mark.gpu
+def test_gpu_bf16(datasets, tmp_path):
+    res = train(TrainConfig(model='hattnet_ctx', data=str(datasets['mref']), epochs=1, batch_size=40, mixed_precision='bf16',
+                            out_dir=str(tmp_path/'gpu'), progress=False))
+    assert torch.cuda.is_available() and res['test']['n'] > 0 and 0 <= res['test']['accuracy'] <= 1
