@@ -10,7 +10,10 @@ import yaml
 
 from tda.train import TrainConfig, train
 
-TOL_TRAINED = 0.10  # two processes train with half-batch BatchNorm statistics: test metrics agree within this
+# Two processes train on the same global batches as one. Without batch norm and dropout (which depend on the other
+# samples of a batch, or on random masks), the runs differ only in the order of floating-point sums:
+TOL_CURVE = 1e-3   # relative, per-epoch train and validation loss
+TOL_METRIC = 0.02  # absolute, test accuracy / strength / pointing (one question of the 56 is 0.018)
 
 
 def run(args, env=None, timeout=600):
@@ -22,14 +25,17 @@ def tda_train(*args):
 
 
 def launch(nproc, *args):
-    return run([sys.executable, '-m', 'accelerate.commands.launch', '--num_processes', str(nproc), '--num_machines', '1',
-                '--mixed_precision', 'no', '--dynamo_backend', 'no', '--cpu', '-m', 'tda.cli', 'train', *map(str, args)])
+    # --multi_gpu starts torchrun; without CUDA Accelerate runs the processes on the CPU (gloo)
+    return run([sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', str(nproc),
+                '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'tda.cli', 'train',
+                *map(str, args)])
 
 
 @pytest.fixture
 def config(tmp_path, datasets):
-    cfg = {'model': 'hattnet_ctx', 'data': str(datasets['mref']), 'preset': 'seo2016', 'epochs': 2, 'batch_size': 40,
-           'eval_batch_size': 14, 'seed': 11, 'progress': False}  # 14: the last test batch is padded on two processes
+    cfg = {'model': 'hattnet_ctx', 'model_args': {'head_norm': False, 'dropout': 0.0}, 'data': str(datasets['mref']),
+           'preset': 'seo2016', 'epochs': 2, 'batch_size': 40, 'eval_batch_size': 14, 'seed': 11,
+           'progress': False}  # eval batch 14: the last test batch is padded on two processes
     p = tmp_path/'cfg.yaml'
     p.write_text(yaml.safe_dump(cfg))
     return p
@@ -48,9 +54,11 @@ def test_two_processes_agree_with_one(config, tmp_path):
     assert one['processes'] == 1 and two['processes'] == 2
     assert one['test']['n'] == two['test']['n']  # gather_for_metrics drops the padding: every question once
     for k in ('accuracy', 'tps', 'pointing'):
-        assert abs(one['test'][k] - two['test'][k]) <= TOL_TRAINED, (k, one['test'][k], two['test'][k])
+        assert abs(one['test'][k] - two['test'][k]) <= TOL_METRIC, (k, one['test'][k], two['test'][k])
     h1, h2 = (json.loads((tmp_path/d/'metrics.json').read_text()) for d in ('one', 'two'))
-    assert abs(h1[0]['train_loss'] - h2[0]['train_loss']) < 0.05 * h1[0]['train_loss']
+    for a, b in zip(h1, h2):
+        for k in ('train_loss', 'val_loss'):
+            assert a[k] == pytest.approx(b[k], rel=TOL_CURVE), (k, a[k], b[k])
     # the same checkpoint evaluated on two processes gives exactly the one-process test metrics
     r3 = launch(2, config, '--set', f'out_dir={tmp_path/"one"}', '--resume')
     assert r3.returncode == 0, r3.stderr[-3000:]
