@@ -72,7 +72,8 @@ def test_demo_makes_datasets_grids_and_the_table1_report(env_paths):
     summary = json.loads((env_paths/'demo'/'table1'/'summary.json').read_text())
     assert set(summary['results']['mref']) == {'hattnet_ctx', 'soft'}
     assert 'HAttNet-CTX' in r.stdout and '98.51' in r.stdout  # the table, beside the paper's numbers
-    for f in ('accuracy_per_scale.png', 'pr_curves.png', 'attention_mref.png', 'results.h5', 'table.md'):
+    for f in ('accuracy_per_scale.png', 'pr_curves.png', 'attention_mref.png', 'results.h5'):
         assert (env_paths/'demo'/'table1'/f).stat().st_size > 1000
+    assert 'HAttNet-CTX' in (env_paths/'demo'/'table1'/'table.md').read_text()
     r = tda('demo', '--out', env_paths/'demo', '--quiet')  # never into a used folder
     assert r.returncode == 2 and 'not empty' in r.stderr
