@@ -83,6 +83,7 @@ def test_non_finite_loss_stops_with_a_clear_message(config, tmp_path):
     (['--set', 'data=no_such.h5'], 'no_such.h5 not found'),
     (['--set', 'batch_size=0'], 'batch sizes must be positive'),
     (['--resume'], 'nothing to resume'),
+    (['--set', 'mixed_precision=fp16', '--set', 'cpu=true'], "'fp16' needs a GPU"),
 ])
 def test_bad_config_is_one_clear_error(config, tmp_path, args, match):
     r = tda_train(config, '--set', f'out_dir={tmp_path/"bad"}', *args)
