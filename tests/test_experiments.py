@@ -32,11 +32,12 @@ def test_make_datasets(tmp_path, env_paths):
 def test_mref_table1(tmp_path, env_paths, datasets):
     out = tmp_path/'table1'
     pm.execute_notebook(EXPERIMENTS/'mref_table1.ipynb', tmp_path/'run.ipynb', cwd=tmp_path, progress_bar=False,
-                        parameters=dict(models=['soft', 'hattnet_ctx'], epochs=1, batch_size=40, output_dir=str(out),
+                        parameters=dict(models=['stn', 'soft', 'hard', 'hattnet', 'hattnet_ctx'], epochs=1, batch_size=40,
+                                        output_dir=str(out),
                                         data={'mref': str(datasets['mref'])}, n_samples=2, progress=False))
     summary = json.loads((out/'summary.json').read_text())
     res = summary['results']['mref']
-    assert set(res) == {'soft', 'hattnet_ctx'} and all(r['epochs_run'] == 1 for r in res.values())
+    assert set(res) == {'stn', 'soft', 'hard', 'hattnet', 'hattnet_ctx'} and all(r['epochs_run'] == 1 for r in res.values())
     assert all(0 <= r['tps'] <= 1 and len(r['accuracy_per_scale']) == 5 for r in res.values())
     for f in ('accuracy_per_scale.png', 'pr_curves.png', 'attention_mref.png'):
         assert (out/f).read_bytes()[:4] == b'\x89PNG'
