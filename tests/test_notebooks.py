@@ -14,4 +14,4 @@ def test_notebook(nb, env_paths, monkeypatch):
     monkeypatch.chdir(REPO)
     flags = get_config().tst_flags
     ok, _ = run_notebook(nb, skip_flags=flags.split() if isinstance(flags, str) else flags)
-    assert ok, f"{nb.name} failed; run `nbdev-test --path {nb.relative_to(REPO)}` to see the cell"
+    assert ok, f"{nb.name} failed; run `nbdev-test {nb.relative_to(REPO)}` to see the cell"
