@@ -1,0 +1,116 @@
+"""Model cost of the TDAN paper's Table 1: parameters, FLOPs and forward latency against plain ResNet-50.
+
+Parameters and multiply-accumulates (torch's FLOP counter / 2, the unit of the paper's "FLOPs") of every model of
+the table, beside the paper's figures; then forward latency (inference mode, batch 8, 224 px by default) of each
+model, measured side by side in one run: every repetition times every model once, in turn, after one warm-up
+pass each, in a new random order each time, so that drifts of the machine fall on all models alike. The ratio is the model's median latency over
+plain ResNet-50's. On a GPU (`--device cuda`) it adds training and inference images/s and peak memory.
+
+    python bench/model_cost.py                       # CPU, batch 8, 12 repetitions
+    python bench/model_cost.py --device cuda --batch-size 64
+
+Prints a table and writes bench/results/model_cost_<device>.json (with the run record and the device name).
+"""
+import argparse
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from tda.core import run_record, write_json
+from tda.models.factory import PAPER_GMACS, PAPER_PARAMS, count_macs, count_params, create_model
+
+PAPER_GPU_RATIO = {'resnet50_tdjoint_t2_m1': 570 / 493}  # the paper's validation images/s, ResNet-50 over TDjoint
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == 'cuda': return torch.cuda.get_device_name(device)
+    try: return next(l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name'))
+    except (OSError, StopIteration): return platform.processor() or 'cpu'
+
+
+def sync(device):
+    if device.type == 'cuda': torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def forward_seconds(model, x, device) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    model(x)
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def gpu_throughput(model, batch_size, size, device, steps=10) -> dict:
+    "Training and inference images/s and peak memory on a GPU (mixed precision off, channels-last off)."
+    x = torch.randn(batch_size, 3, size, size, device=device)
+    y = torch.randint(0, 1000, (batch_size,), device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    res = {}
+    for mode in ('train', 'val'):
+        model.train(mode == 'train')
+        torch.cuda.reset_peak_memory_stats(device)
+        for k in range(steps + 2):
+            if k == 2: sync(device); t0 = time.perf_counter()
+            if mode == 'train':
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            else:
+                with torch.inference_mode(): model(x)
+        sync(device)
+        res[f'{mode}_images_per_s'] = steps * batch_size / (time.perf_counter() - t0)
+        res[f'{mode}_peak_memory_gib'] = torch.cuda.max_memory_allocated(device) / 2**30
+    return res
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--models', nargs='+', default=list(PAPER_PARAMS))
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--size', type=int, default=224)
+    p.add_argument('--repeats', type=int, default=12)
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--out', help='JSON file (default bench/results/model_cost_<device>.json)')
+    a = p.parse_args()
+    device = torch.device(a.device)
+    torch.manual_seed(0)
+    models = {n: create_model(n).eval() for n in a.models}
+    rows = {n: {'model': n, 'params_m': count_params(m) / 1e6, 'paper_params_m': PAPER_PARAMS.get(n),
+                'gmacs': count_macs(m, a.size) / 1e9, 'paper_gmacs': PAPER_GMACS.get(n)} for n, m in models.items()}
+    for m in models.values(): m.to(device)
+    x = torch.randn(a.batch_size, 3, a.size, a.size, device=device)
+    times = {n: [] for n in models}
+    for n, m in models.items(): forward_seconds(m, x, device)  # warm-up
+    rng = random.Random(0)
+    for _ in tqdm(range(a.repeats), desc='repetitions'):
+        order = list(models)
+        rng.shuffle(order)  # a new order each repetition: no model always runs after the same one
+        for n in order: times[n].append(forward_seconds(models[n], x, device))
+    base = statistics.median(times['resnet50']) if 'resnet50' in times else None
+    for n in models:
+        rows[n]['latency_ms'] = 1000 * statistics.median(times[n])
+        rows[n]['latency_ratio'] = statistics.median(times[n]) / base if base else None
+        rows[n]['latency_ratio_of_minima'] = min(times[n]) / min(times['resnet50']) if base else None
+        rows[n]['latency_all_ms'] = [round(1000 * t, 1) for t in times[n]]
+    if device.type == 'cuda':
+        for n, m in models.items(): rows[n].update(gpu_throughput(m, a.batch_size, a.size, device))
+    name = device_name(device)
+    print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {a.batch_size}, {a.size} px, "
+          f"median of {a.repeats} interleaved repetitions")
+    print(f"{'model':28s} {'params':>8s} {'paper':>7s} {'GMACs':>6s} {'paper':>6s} {'latency':>9s} {'x R50':>6s} {'(min)':>6s}")
+    for r in rows.values():
+        print(f"{r['model']:28s} {r['params_m']:7.2f}M {r['paper_params_m'] or '':>6}M {r['gmacs']:6.2f} {r['paper_gmacs'] or '':>6} "
+              f"{r['latency_ms']:7.0f}ms {r['latency_ratio'] or float('nan'):6.3f} {r['latency_ratio_of_minima'] or float('nan'):6.3f}")
+    out = Path(a.out) if a.out else Path(__file__).parent/'results'/f'model_cost_{device.type}.json'
+    write_json(out, {'device': name, 'rows': list(rows.values()), 'paper_gpu_latency_ratio': PAPER_GPU_RATIO,
+                     'run': run_record(vars(a), seed=0, threads=torch.get_num_threads())})
+    print(f"wrote {out}")
+
+
+if __name__ == '__main__':
+    main()
