@@ -6,6 +6,7 @@ import nbformat
 import papermill as pm
 
 from conftest import REPO
+from tda.data.imagefolder import mref_crops
 
 EXPERIMENTS = REPO/'nbs'/'experiments'
 
@@ -47,3 +48,20 @@ def test_mref_table1(tmp_path, env_paths, datasets):
     text = json.dumps([c.get('outputs', []) for c in nb.cells])
     assert 'HAttNet-CTX' in text and '98.51' in text and 'image/png' in text  # the table beside the paper's, figures
     assert not any(p.name.endswith(('.h5', '.png', '.json')) for p in EXPERIMENTS.rglob('*'))  # nothing inside nbs/
+
+
+def test_tdan_classification(tmp_path, env_paths, datasets):
+    "The TDAN experiment end to end on MREF digit crops: training, resolution sweep, per-pass maps, localisation."
+    crops = mref_crops(datasets['mref'], tmp_path/'crops', size=32, progress=False)
+    out = tmp_path/'tdan'
+    pm.execute_notebook(EXPERIMENTS/'tdan_classification.ipynb', tmp_path/'run.ipynb', cwd=tmp_path, progress_bar=False,
+                        parameters=dict(data=str(crops), image_size=32, epochs=2, batch_size=32, resolutions=[32, 40],
+                                        n_cams=2, output_dir=str(out), progress=False))
+    s = json.loads((out/'summary.json').read_text())
+    td, plain = s['results']['resnet18_tdjoint_t2_m1'], s['results']['resnet18']
+    assert len(td['top1_per_pass']) == 2 and len(plain['top1_per_pass']) == 1 and td['epochs_run'] == 2
+    assert td['params_m'] > plain['params_m'] and {r['size'] for r in s['resolution_sweep']} == {32, 40}
+    assert len(s['localisation']['resnet18_tdjoint_t2_m1']['passes']) == 2
+    assert all(0 <= r[k] <= 1 for r in (td, plain) for k in ('top1', 'maxboxacc_v2', 'gt_known_loc', 'any_pass_accuracy'))
+    for f in ('resolution.png', 'cams.png'): assert (out/f).read_bytes()[:4] == b'\x89PNG'
+    assert (out/'resnet18_tdjoint_t2_m1'/'checkpoints'/'best.pt').is_file()
