@@ -1,15 +1,19 @@
-"""Model cost of the TDAN paper's Table 1: parameters, FLOPs and forward latency against plain ResNet-50.
+"""Model cost of the TDAN (Table 1) and TDAF (Tables 2-3) papers: parameters, FLOPs and forward latency.
 
-Parameters and multiply-accumulates (torch's FLOP counter / 2, the unit of the paper's "FLOPs") of every model of
+Parameters and multiply-accumulates (torch's FLOP counter / 2, the unit of the papers' "FLOPs") of every model of
 the table, beside the paper's figures; then forward latency (inference mode, batch 8, 224 px by default) of each
-model, measured side by side in one run: every repetition times every model once, in turn, after one warm-up
-pass each, in a new random order each time, so that drifts of the machine fall on all models alike. The ratio is the model's median latency over
-plain ResNet-50's. On a GPU (`--device cuda`) it adds training and inference images/s and peak memory.
+model, measured side by side in one run: every repetition times every model once, after one warm-up pass each, in
+a new random order each time, so that drifts of the machine fall on all models alike. The ratio is the median over
+repetitions of the model's latency over its plain backbone's in the same repetition (ResNet-50 for the TDAN table;
+for a TDAF model the backbone it wraps), with its interquartile range, beside the FLOP ratio. The TDAF table also times ResNet-50 ANAR-3 3F with its flows run one after the other
+(order='flow') against the default stage-major order. On a GPU (`--device cuda`) it adds training and inference
+images/s and peak memory.
 
-    python bench/model_cost.py                       # CPU, batch 8, 12 repetitions
+    python bench/model_cost.py                       # the TDAN table, CPU, batch 8, 12 repetitions
+    python bench/model_cost.py --table tdaf
     python bench/model_cost.py --device cuda --batch-size 64
 
-Prints a table and writes bench/results/model_cost_<device>.json (with the run record and the device name).
+Prints a table and writes bench/results/model_cost_<table>_<device>.json (with the run record and the device name).
 """
 import argparse
 import platform
@@ -22,9 +26,24 @@ import torch
 from tqdm.auto import tqdm
 
 from tda.core import run_record, write_json
-from tda.models.factory import PAPER_GMACS, PAPER_PARAMS, count_macs, count_params, create_model
+from tda.models.factory import PAPER_PARAMS, PAPER_TDAF, count_macs, count_params, create_model, paper_cost
 
-PAPER_GPU_RATIO = {'resnet50_tdjoint_t2_m1': 570 / 493}  # the paper's validation images/s, ResNet-50 over TDjoint
+PAPER_GPU_RATIO = {'resnet50_tdjoint_t2_m1': 570 / 493,   # TDAN: validation images/s, ResNet-50 over TDjoint
+                   'resnet50_tdaf_anar3_f3': 0.018 / 0.015, 'resnet101_tdaf_anar3_f3': 0.035 / 0.031}  # TDAF: TitanXP forward time
+# label -> (model name, options)
+TABLES = {'tdan': {n: (n, {}) for n in PAPER_PARAMS},
+          'tdaf': {'resnet50': ('resnet50', {}), 'resnet50_tdaf_anar3_f3': ('resnet50_tdaf_anar3_f3', {}),
+                   'resnet50_tdaf_anar3_f3 (flow order)': ('resnet50_tdaf_anar3_f3', {'order': 'flow'}),
+                   'resnet50_tdaf_anar5_f3': ('resnet50_tdaf_anar5_f3', {}), 'resnet50_tdaf_anar7_f3': ('resnet50_tdaf_anar7_f3', {}),
+                   'resnet101': ('resnet101', {}), 'resnet101_tdaf_anar3_f3': ('resnet101_tdaf_anar3_f3', {}),
+                   'vgg16': ('vgg16', {}), 'vgg16_tdaf_anar5_f3': ('vgg16_tdaf_anar5_f3', {})}}
+assert set(PAPER_TDAF) <= set(TABLES['tdaf'])
+
+
+def baseline(name: str) -> str:
+    "The plain backbone a model's latency is compared with."
+    if '_tdaf_' in name: return name.split('_tdaf_')[0]
+    return name if '_' not in name else 'resnet50'
 
 
 def device_name(device: torch.device) -> str:
@@ -70,7 +89,8 @@ def gpu_throughput(model, batch_size, size, device, steps=10) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--models', nargs='+', default=list(PAPER_PARAMS))
+    p.add_argument('--table', choices=sorted(TABLES), default='tdan')
+    p.add_argument('--models', nargs='+', help='model names (default: those of --table)')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--size', type=int, default=224)
     p.add_argument('--repeats', type=int, default=12)
@@ -79,9 +99,13 @@ def main():
     a = p.parse_args()
     device = torch.device(a.device)
     torch.manual_seed(0)
-    models = {n: create_model(n).eval() for n in a.models}
-    rows = {n: {'model': n, 'params_m': count_params(m) / 1e6, 'paper_params_m': PAPER_PARAMS.get(n),
-                'gmacs': count_macs(m, a.size) / 1e9, 'paper_gmacs': PAPER_GMACS.get(n)} for n, m in models.items()}
+    spec = {n: (n, {}) for n in a.models} if a.models else TABLES[a.table]
+    models = {label: create_model(n, **opts).eval() for label, (n, opts) in spec.items()}
+    rows = {}
+    for label, m in models.items():
+        pp, pg = paper_cost(spec[label][0])
+        rows[label] = {'model': label, 'params_m': count_params(m) / 1e6, 'paper_params_m': pp,
+                       'gmacs': count_macs(m, a.size) / 1e9, 'paper_gmacs': pg}
     for m in models.values(): m.to(device)
     x = torch.randn(a.batch_size, 3, a.size, a.size, device=device)
     times = {n: [] for n in models}
@@ -91,22 +115,31 @@ def main():
         order = list(models)
         rng.shuffle(order)  # a new order each repetition: no model always runs after the same one
         for n in order: times[n].append(forward_seconds(models[n], x, device))
-    base = statistics.median(times['resnet50']) if 'resnet50' in times else None
     for n in models:
-        rows[n]['latency_ms'] = 1000 * statistics.median(times[n])
-        rows[n]['latency_ratio'] = statistics.median(times[n]) / base if base else None
-        rows[n]['latency_ratio_of_minima'] = min(times[n]) / min(times['resnet50']) if base else None
-        rows[n]['latency_all_ms'] = [round(1000 * t, 1) for t in times[n]]
+        b = baseline(spec[n][0])
+        r = rows[n]
+        r['latency_ms'] = 1000 * statistics.median(times[n])
+        r['latency_all_ms'] = [round(1000 * t, 1) for t in times[n]]
+        if b in times:
+            paired = [t / u for t, u in zip(times[n], times[b])]  # the two timed in the same repetition
+            q = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
+            r.update(baseline=b, latency_ratio=statistics.median(paired), latency_ratio_quartiles=[q[0], q[2]],
+                     ratio_of_median_latencies=statistics.median(times[n]) / statistics.median(times[b]),
+                     flop_ratio=r['gmacs'] / rows[b]['gmacs'])
+            r['latency_over_flop_ratio'] = r['latency_ratio'] / r['flop_ratio']
     if device.type == 'cuda':
         for n, m in models.items(): rows[n].update(gpu_throughput(m, a.batch_size, a.size, device))
     name = device_name(device)
     print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {a.batch_size}, {a.size} px, "
           f"median of {a.repeats} interleaved repetitions")
-    print(f"{'model':28s} {'params':>8s} {'paper':>7s} {'GMACs':>6s} {'paper':>6s} {'latency':>9s} {'x R50':>6s} {'(min)':>6s}")
+    print(f"{'model':38s} {'params':>8s} {'paper':>7s} {'GMACs':>6s} {'paper':>6s} {'latency':>9s} {'x base':>6s} {'IQR':>11s} {'FLOPs x':>7s}")
+    nan = float('nan')
     for r in rows.values():
-        print(f"{r['model']:28s} {r['params_m']:7.2f}M {r['paper_params_m'] or '':>6}M {r['gmacs']:6.2f} {r['paper_gmacs'] or '':>6} "
-              f"{r['latency_ms']:7.0f}ms {r['latency_ratio'] or float('nan'):6.3f} {r['latency_ratio_of_minima'] or float('nan'):6.3f}")
-    out = Path(a.out) if a.out else Path(__file__).parent/'results'/f'model_cost_{device.type}.json'
+        print(f"{r['model']:38s} {r['params_m']:7.2f}M {r['paper_params_m'] or '':>6}M {r['gmacs']:6.2f} {r['paper_gmacs'] or '':>6} "
+              f"{r['latency_ms']:7.0f}ms {r.get('latency_ratio', nan):6.3f} {'-'.join(f'{v:.3f}' for v in r.get('latency_ratio_quartiles', [])):>11s} "
+              f"{r.get('flop_ratio', nan):7.3f}")
+    name = a.table if not a.models else 'custom'
+    out = Path(a.out) if a.out else Path(__file__).parent/'results'/f'model_cost_{name}_{device.type}.json'
     write_json(out, {'device': name, 'rows': list(rows.values()), 'paper_gpu_latency_ratio': PAPER_GPU_RATIO,
                      'run': run_record(vars(a), seed=0, threads=torch.get_num_threads())})
     print(f"wrote {out}")
