@@ -65,3 +65,19 @@ def test_tdan_classification(tmp_path, env_paths, datasets):
     assert all(0 <= r[k] <= 1 for r in (td, plain) for k in ('top1', 'maxboxacc_v2', 'gt_known_loc', 'any_pass_accuracy'))
     for f in ('resolution.png', 'cams.png'): assert (out/f).read_bytes()[:4] == b'\x89PNG'
     assert (out/'resnet18_tdjoint_t2_m1'/'checkpoints'/'best.pt').is_file()
+
+
+def test_tdaf_classification(tmp_path, env_paths, datasets):
+    "The TDAF experiment end to end: a backbone and its TDAF version trained side by side, every flow's attention."
+    crops = mref_crops(datasets['mref'], tmp_path/'crops', size=32, progress=False)
+    out = tmp_path/'tdaf'
+    pm.execute_notebook(EXPERIMENTS/'tdaf_classification.ipynb', tmp_path/'run.ipynb', cwd=tmp_path, progress_bar=False,
+                        parameters=dict(data=str(crops), image_size=32, epochs=1, batch_size=32, n_maps=2,
+                                        output_dir=str(out), progress=False))
+    s = json.loads((out/'summary.json').read_text())['results']
+    td, plain = s['resnet18_tdaf_anar3_f3'], s['resnet18']
+    assert td['gmacs'] > plain['gmacs'] and td['params_m'] > plain['params_m'] and td['epochs_run'] == 1
+    assert sorted(k for k in td if k.startswith('tps_')) == ['tps_stage1_flow2', 'tps_stage1_flow3', 'tps_stage2_flow2',
+                                                             'tps_stage2_flow3', 'tps_stage3_flow3']
+    assert all(0 <= td[k] <= 1 for k in td if k.startswith('tps_'))
+    assert (out/'attention_resnet18_tdaf_anar3_f3.png').read_bytes()[:4] == b'\x89PNG'
