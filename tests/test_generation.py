@@ -141,3 +141,16 @@ def test_dataset_on_gpu(datasets):
     it = ds[0]
     assert it['image'].is_cuda and it['mask'].is_cuda
     assert torch.equal(it['image'].cpu(), MREFDataset(datasets['mref'], 'test')[0]['image'])
+
+
+def test_ctrl_c_is_raised_at_checkpoints_only():
+    "A SIGINT inside interrupt_checkpoints is held until check(), and the handler is restored after the block."
+    from tda.core import interrupt_checkpoints
+    reached = False
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt_checkpoints() as check:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal is handled here, and only recorded
+            reached = True
+            check()
+    assert reached and signal.getsignal(signal.SIGINT) is signal.default_int_handler
