@@ -58,7 +58,7 @@ def crops(datasets, tmp_path_factory):
     return mref_crops(datasets['mref'], tmp_path_factory.mktemp('crops')/'crops', size=32, progress=False)
 
 
-@pytest.mark.parametrize('name', __import__('tda').list_models())
+@pytest.mark.parametrize('name', __import__('tda').list_models('classification'))
 def test_every_model_of_the_factory_trains(name, crops):
     "Two SGD steps of every model of list_models() on real digit crops: a finite loss that goes down, every weight moved."
     from tda.data.imagefolder import ImageFolderDataset
