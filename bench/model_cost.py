@@ -6,11 +6,15 @@ model, measured side by side in one run: every repetition times every model once
 a new random order each time, so that drifts of the machine fall on all models alike. The ratio is the median over
 repetitions of the model's latency over its plain backbone's in the same repetition (ResNet-50 for the TDAN table;
 for a TDAF model the backbone it wraps), with its interquartile range, beside the FLOP ratio. The TDAF table also times ResNet-50 ANAR-3 3F with its flows run one after the other
-(order='flow') against the default stage-major order. On a GPU (`--device cuda`) it adds training and inference
+(order='flow') against the default stage-major order. The tasks table (`--table tasks`) times TDAF beyond
+classification against its own baseline, each on its paper's input: 3D ResNet-18 on 16-frame 112 px clips, FCOS with a
+ResNet-50 pyramid on 512 px images (post-processing and NMS included, as the paper's "total time"), SimplePose on
+256x192 px; batch 2 by default for it. On a GPU (`--device cuda`) it adds training and inference
 images/s and peak memory.
 
     python bench/model_cost.py                       # the TDAN table, CPU, batch 8, 12 repetitions
     python bench/model_cost.py --table tdaf
+    python bench/model_cost.py --table tasks
     python bench/model_cost.py --device cuda --batch-size 64
 
 Prints a table and writes bench/results/model_cost_<table>_<device>.json (with the run record and the device name).
@@ -36,7 +40,22 @@ TABLES = {'tdan': {n: (n, {}) for n in PAPER_PARAMS},
                    'resnet50_tdaf_anar3_f3 (flow order)': ('resnet50_tdaf_anar3_f3', {'order': 'flow'}),
                    'resnet50_tdaf_anar5_f3': ('resnet50_tdaf_anar5_f3', {}), 'resnet50_tdaf_anar7_f3': ('resnet50_tdaf_anar7_f3', {}),
                    'resnet101': ('resnet101', {}), 'resnet101_tdaf_anar3_f3': ('resnet101_tdaf_anar3_f3', {}),
-                   'vgg16': ('vgg16', {}), 'vgg16_tdaf_anar5_f3': ('vgg16_tdaf_anar5_f3', {})}}
+                   'vgg16': ('vgg16', {}), 'vgg16_tdaf_anar5_f3': ('vgg16_tdaf_anar5_f3', {})},
+          'tasks': {'r3d_18': ('r3d_18', {}), 'r3d_18_tdaf_anar5_f3': ('r3d_18_tdaf_anar5_f3', {}),
+                    'fcos_resnet50': ('fcos_resnet50', {'image_size': 512}),
+                    'fcos_resnet50_tdaf_anar3_f4': ('fcos_resnet50_tdaf_anar3_f4', {'image_size': 512}),
+                    'simplepose_resnet50': ('simplepose_resnet50', {}),
+                    'simplepose_resnet50_tdaf_anar3_f3': ('simplepose_resnet50_tdaf_anar3_f3', {}),
+                    'simplepose_resnet50_tdaf_anar5_f3': ('simplepose_resnet50_tdaf_anar5_f3', {})}}
+DEFAULT_BATCH = {'tasks': 2}
+
+
+def input_shape(name: str, size: int) -> tuple:
+    "One input of model `name` (C, [T,] H, W): a 16-frame 112 px clip, a 512 px or 256x192 image, else `size` px."
+    if name.startswith('r3d_'): return (3, 16, 112, 112)
+    if name.startswith('fcos_'): return (3, 512, 512)
+    if name.startswith('simplepose_'): return (3, 256, 192)
+    return (3, size, size)
 assert set(PAPER_TDAF) <= set(TABLES['tdaf'])
 
 
@@ -91,13 +110,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--table', choices=sorted(TABLES), default='tdan')
     p.add_argument('--models', nargs='+', help='model names (default: those of --table)')
-    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--batch-size', type=int, help='default 8 (2 for --table tasks)')
     p.add_argument('--size', type=int, default=224)
     p.add_argument('--repeats', type=int, default=12)
     p.add_argument('--device', default='cpu')
     p.add_argument('--out', help='JSON file (default bench/results/model_cost_<device>.json)')
     a = p.parse_args()
     device = torch.device(a.device)
+    a.batch_size = a.batch_size or DEFAULT_BATCH.get(a.table, 8)
     torch.manual_seed(0)
     spec = {n: (n, {}) for n in a.models} if a.models else TABLES[a.table]
     models = {label: create_model(n, **opts).eval() for label, (n, opts) in spec.items()}
@@ -105,16 +125,18 @@ def main():
     for label, m in models.items():
         pp, pg = paper_cost(spec[label][0])
         rows[label] = {'model': label, 'params_m': count_params(m) / 1e6, 'paper_params_m': pp,
-                       'gmacs': count_macs(m, a.size) / 1e9, 'paper_gmacs': pg}
+                       'gmacs': count_macs(m, shape=input_shape(spec[label][0], a.size)) / 1e9, 'paper_gmacs': pg,
+                       'input': list(input_shape(spec[label][0], a.size))}
     for m in models.values(): m.to(device)
-    x = torch.randn(a.batch_size, 3, a.size, a.size, device=device)
+    gen = torch.Generator().manual_seed(0)
+    xs = {n: torch.rand(a.batch_size, *input_shape(spec[n][0], a.size), generator=gen).to(device) for n in models}
     times = {n: [] for n in models}
-    for n, m in models.items(): forward_seconds(m, x, device)  # warm-up
+    for n, m in models.items(): forward_seconds(m, xs[n], device)  # warm-up
     rng = random.Random(0)
     for _ in tqdm(range(a.repeats), desc='repetitions'):
         order = list(models)
         rng.shuffle(order)  # a new order each repetition: no model always runs after the same one
-        for n in order: times[n].append(forward_seconds(models[n], x, device))
+        for n in order: times[n].append(forward_seconds(models[n], xs[n], device))
     for n in models:
         b = baseline(spec[n][0])
         r = rows[n]
@@ -128,9 +150,10 @@ def main():
                      flop_ratio=r['gmacs'] / rows[b]['gmacs'])
             r['latency_over_flop_ratio'] = r['latency_ratio'] / r['flop_ratio']
     if device.type == 'cuda':
-        for n, m in models.items(): rows[n].update(gpu_throughput(m, a.batch_size, a.size, device))
-    name = device_name(device)
-    print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {a.batch_size}, {a.size} px, "
+        for n, m in models.items():
+            if input_shape(spec[n][0], a.size) == (3, a.size, a.size): rows[n].update(gpu_throughput(m, a.batch_size, a.size, device))
+    dev = device_name(device)
+    print(f"{dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {a.batch_size}, {a.size} px, "
           f"median of {a.repeats} interleaved repetitions")
     print(f"{'model':38s} {'params':>8s} {'paper':>7s} {'GMACs':>6s} {'paper':>6s} {'latency':>9s} {'x base':>6s} {'IQR':>11s} {'FLOPs x':>7s}")
     nan = float('nan')
@@ -140,7 +163,7 @@ def main():
               f"{r.get('flop_ratio', nan):7.3f}")
     name = a.table if not a.models else 'custom'
     out = Path(a.out) if a.out else Path(__file__).parent/'results'/f'model_cost_{name}_{device.type}.json'
-    write_json(out, {'device': name, 'rows': list(rows.values()), 'paper_gpu_latency_ratio': PAPER_GPU_RATIO,
+    write_json(out, {'device': dev, 'rows': list(rows.values()), 'paper_gpu_latency_ratio': PAPER_GPU_RATIO,
                      'run': run_record(vars(a), seed=0, threads=torch.get_num_threads())})
     print(f"wrote {out}")
 
