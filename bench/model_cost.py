@@ -6,7 +6,9 @@ model, measured side by side in one run: every repetition times every model once
 a new random order each time, so that drifts of the machine fall on all models alike. The ratio is the median over
 repetitions of the model's latency over its plain backbone's in the same repetition (ResNet-50 for the TDAN table;
 for a TDAF model the backbone it wraps), with its interquartile range, beside the FLOP ratio. The TDAF table also times ResNet-50 ANAR-3 3F with its flows run one after the other
-(order='flow') against the default stage-major order. The tasks table (`--table tasks`) times TDAF beyond
+(order='flow') against the default stage-major order, and the same three flows without ANARs (the concatenation
+ablation) and a single flow (the backbone inside the wrapper, with Multi-Flow BatchNorm), which split the overhead
+into wrapper, flows and attention. The tasks table (`--table tasks`) times TDAF beyond
 classification against its own baseline, each on its paper's input: 3D ResNet-18 on 16-frame 112 px clips, FCOS with a
 ResNet-50 pyramid on 512 px images (post-processing and NMS included, as the paper's "total time"), SimplePose on
 256x192 px; batch 2 by default for it. On a GPU (`--device cuda`) it adds training and inference
@@ -38,6 +40,8 @@ PAPER_GPU_RATIO = {'resnet50_tdjoint_t2_m1': 570 / 493,   # TDAN: validation ima
 TABLES = {'tdan': {n: (n, {}) for n in PAPER_PARAMS},
           'tdaf': {'resnet50': ('resnet50', {}), 'resnet50_tdaf_anar3_f3': ('resnet50_tdaf_anar3_f3', {}),
                    'resnet50_tdaf_anar3_f3 (flow order)': ('resnet50_tdaf_anar3_f3', {'order': 'flow'}),
+                   'resnet50_tdaf_concat_f3': ('resnet50_tdaf_concat_f3', {}),   # the flows without ANARs: what they cost alone
+                   'resnet50_tdaf_anar3_f1': ('resnet50_tdaf_anar3_f1', {}),     # one flow: the wrapper alone (Multi-Flow BN, set_flow)
                    'resnet50_tdaf_anar5_f3': ('resnet50_tdaf_anar5_f3', {}), 'resnet50_tdaf_anar7_f3': ('resnet50_tdaf_anar7_f3', {}),
                    'resnet101': ('resnet101', {}), 'resnet101_tdaf_anar3_f3': ('resnet101_tdaf_anar3_f3', {}),
                    'vgg16': ('vgg16', {}), 'vgg16_tdaf_anar5_f3': ('vgg16_tdaf_anar5_f3', {})},
@@ -62,7 +66,7 @@ assert set(PAPER_TDAF) <= set(TABLES['tdaf'])
 def baseline(name: str) -> str:
     "The plain backbone a model's latency is compared with."
     if '_tdaf_' in name: return name.split('_tdaf_')[0]
-    return name if '_' not in name else 'resnet50'
+    return 'resnet50' if name.startswith(('resnet', 'mobilenet')) and '_' in name else name
 
 
 def device_name(device: torch.device) -> str:
