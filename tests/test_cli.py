@@ -1,4 +1,5 @@
 "The `tda` command line, run as a user runs it."
+import inspect
 import json
 import os
 import subprocess
@@ -8,7 +9,7 @@ import h5py
 import pytest
 
 from conftest import REPO
-from tda.cli import load_recipe
+from tda.cli import load_recipe, read_recipe
 from tda.data.mref import mref_params
 
 
@@ -52,7 +53,14 @@ def test_bad_input_is_one_clear_error(env_paths, args, match):
 
 def test_recipes_match_their_names():
     recipes = sorted(p for p in (REPO/'data_gen').glob('*.yaml') if not p.name.endswith('.sweep.yaml'))  # sweeps: test_sweep
+    clips = [p for p in recipes if read_recipe(p).get('dataset') == 'moving_digits']
+    recipes = [p for p in recipes if p not in clips]
     assert {p.stem for p in recipes} >= {f'{v}_{s}' for v in ('mref', 'mdist', 'mbg') for s in ('smoke', 'paper')}
+    assert [p.stem for p in clips] == ['moving_digits_smoke']
+    for p in clips:   # every option is an argument of make_moving_digits; the output is named after the recipe
+        from tda.data.tasks import make_moving_digits
+        d = read_recipe(p)
+        assert d['output'] == f'{p.stem}.h5' and set(d) - {'dataset', 'size', 'output'} <= set(inspect.signature(make_moving_digits).parameters)
     for p in recipes:
         variant, size = p.stem.split('_')
         params, out = load_recipe(p)
