@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
+import json
 import math
+import pickle
 import shutil
 import time
 import typing
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 import tda.data.dataset  # noqa: F401  (registers the 'mref' dataset)
@@ -38,16 +41,19 @@ from .metrics import (AccuracyPerScale, AttentionPR, pointing_game, true_positiv
 from .models.hattnet import effective_attention
 
 # %% auto #0
-__all__ = ['PRESETS', 'TrainConfig', 'lr_at', 'cross_entropy', 'PerSampleMetrics', 'ClassificationMetrics', 'MREFMetrics',
-           'model_loss', 'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'DetectionMetrics', 'KeypointMetrics',
-           'metric_set', 'evaluate', 'load_best', 'run_dir', 'resolve_data', 'config_diff', 'NonFiniteLoss', 'train']
+__all__ = ['PRESETS', 'CHECKPOINT_FORMAT', 'TrainConfig', 'lr_at', 'cross_entropy', 'PerSampleMetrics', 'ClassificationMetrics',
+           'MREFMetrics', 'model_loss', 'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'DetectionMetrics',
+           'KeypointMetrics', 'metric_set', 'evaluate', 'save_checkpoint', 'load_checkpoint', 'load_best', 'run_dir',
+           'resolve_data', 'data_identity', 'config_diff', 'NonFiniteLoss', 'train']
 
 # %% ../nbs/04_train.ipynb #84d62323
 PRESETS = {
     # Seo et al., the authors' code: RMSprop 3e-3, gradient-norm clip 5, batch 200, up to 300 epochs,
     # lr / 1.5 every 11 epochs after epoch 30, early stopping with patience 50 on validation accuracy.
-    'seo2016': dict(optimizer='rmsprop', lr=3e-3, clip_grad_norm=5.0, batch_size=200, epochs=300,
-                    schedule='step', lr_decay=1 / 1.5, decay_every=11, decay_start=30, patience=50),
+    # RMSprop as Theano-era libraries had it (decay 0.9, epsilon 1e-6), not PyTorch's defaults (0.99, 1e-8).
+    'seo2016': dict(optimizer='rmsprop', optimizer_args={'alpha': 0.9, 'eps': 1e-6}, lr=3e-3, clip_grad_norm=5.0,
+                    batch_size=200, epochs=300, schedule='step', lr_decay=1 / 1.5, decay_every=11, decay_start=30,
+                    patience=50),
     # Jaiswal et al. (TDAN), the authors' timm recipe: SGD momentum 0.9, lr 0.4 for a global batch of 512 (scaled
     # linearly with the batch), 5 warm-up epochs then cosine over 150, weight decay 2e-5 (not on biases and norms),
     # label smoothing 0.1, mixed precision on a GPU, RandomResizedCrop(0.08-1) + flip + colour jitter 0.4 + random
@@ -78,7 +84,7 @@ class TrainConfig:
     dataset: str = 'mref'
     data: str = 'mref_smoke.h5'          # a file; a relative path is looked up in the data folder too
     dataset_args: dict = field(default_factory=lambda: {'in_memory': True})
-    inputs: list = field(default_factory=lambda: ['image', 'query'])
+    inputs: list = field(default_factory=lambda: ['image', 'query', 'image_id'])
     target: str = 'answer'
     loss: str = 'cross_entropy'
     loss_args: dict = field(default_factory=dict)   # e.g. {'label_smoothing': 0.1}
@@ -87,6 +93,7 @@ class TrainConfig:
     preset: str | None = None
     preset_applied: bool = False          # set once the preset's values are in (so `replace` keeps explicit values)
     optimizer: str = 'adam'               # 'adam', 'adamw', 'sgd' or 'rmsprop'
+    optimizer_args: dict = field(default_factory=dict)  # more keyword arguments of the optimizer, e.g. {'alpha': 0.9}
     lr: float = 1e-3
     lr_reference_batch: int | None = None  # lr is for this global batch; scaled linearly to batch_size
     weight_decay: float = 0.0
@@ -119,17 +126,10 @@ class TrainConfig:
             # in Python, a field left at its generic default takes the preset's value (from_dict knows what was given)
             defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                         for f in dataclasses.fields(self)}
-            for k, v in PRESETS[self.preset].items():
+            for k, v in _preset(self.preset, self.optimizer if self.optimizer != defaults['optimizer'] else None).items():
                 if getattr(self, k) == defaults[k]: setattr(self, k, v)
         self.preset_applied = self.preset is not None
-        checks = [(self.optimizer in _OPTIMIZERS, f"optimizer must be one of {sorted(_OPTIMIZERS)}"),
-                  (self.schedule in ('constant', 'step', 'milestones', 'cosine'), "schedule must be 'constant', 'step', 'milestones' or 'cosine'"),
-                  (self.mixed_precision in ('no', 'bf16', 'fp16', 'auto'), "mixed_precision must be 'no', 'bf16', 'fp16' or 'auto'"),
-                  (self.epochs >= 1, "epochs must be at least 1"), (self.lr > 0, "lr must be positive"),
-                  (self.batch_size >= 1 and self.eval_batch_size >= 1, "batch sizes must be positive"),
-                  (self.patience is None or self.patience >= 1, "patience must be at least 1 (or None)"),
-                  (self.clip_grad_norm is None or self.clip_grad_norm > 0, "clip_grad_norm must be positive (or None)")]
-        for ok, msg in checks:
+        for ok, msg in _checks(self):
             if not ok: raise TdaError(f"bad training config: {msg}.")
 
     @classmethod
@@ -143,7 +143,7 @@ class TrainConfig:
         if d.get('preset') is not None and not d.get('preset_applied'):
             if d['preset'] not in PRESETS:
                 raise TdaError(f"unknown preset {d['preset']!r}; known presets: {', '.join(PRESETS)}.")
-            d = {**PRESETS[d['preset']], **d, 'preset_applied': True}  # every value given explicitly wins
+            d = {**_preset(d['preset'], d.get('optimizer')), **d, 'preset_applied': True}  # values given explicitly win
         return cls(**d)
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
@@ -162,6 +162,36 @@ def _coerce(name, value, hint):
         if t in (str, dict, list) and isinstance(value, t): return value
     want = ' or '.join('None' if a is type(None) else a.__name__ for a in args)
     raise TdaError(f"training config field {name!r} must be {want}, not {value!r}.")
+
+def _preset(name: str, optimizer: str | None = None) -> dict:
+    "The values of preset `name`; with another `optimizer` than the preset's, without its `optimizer_args`."
+    p = dict(PRESETS[name])
+    if optimizer is not None and optimizer != p.get('optimizer'): p.pop('optimizer_args', None)
+    return p
+
+def _checks(c: TrainConfig):
+    "(holds, message) for every rule a config must follow; nothing is written before they all hold."
+    names = lambda x: isinstance(x, list) and len(x) > 0 and all(isinstance(v, str) and v for v in x)
+    return [(c.optimizer in _OPTIMIZERS, f"optimizer must be one of {sorted(_OPTIMIZERS)}"),
+            (c.schedule in ('constant', 'step', 'milestones', 'cosine'),
+             "schedule must be 'constant', 'step', 'milestones' or 'cosine'"),
+            (c.mixed_precision in ('no', 'bf16', 'fp16', 'auto'), "mixed_precision must be 'no', 'bf16', 'fp16' or 'auto'"),
+            (c.epochs >= 1, "epochs must be at least 1"), (c.lr > 0 and math.isfinite(c.lr), "lr must be positive"),
+            (c.batch_size >= 1 and c.eval_batch_size >= 1, "batch sizes must be positive"),
+            (c.patience is None or c.patience >= 1, "patience must be at least 1 (or None)"),
+            (c.clip_grad_norm is None or c.clip_grad_norm > 0, "clip_grad_norm must be positive (or None)"),
+            (0 <= c.seed < 2**32, "seed must be between 0 and 2**32 - 1"),
+            (c.decay_every >= 1, "decay_every must be at least 1"), (c.decay_start >= 0, "decay_start must be 0 or more"),
+            (0 < c.lr_decay <= 1, "lr_decay must be in (0, 1]"), (c.warmup_epochs >= 0, "warmup_epochs must be 0 or more"),
+            (all(isinstance(m, int) and m >= 0 for m in c.milestones), "milestones must be epochs (integers, 0 or more)"),
+            (c.lr_reference_batch is None or c.lr_reference_batch >= 1, "lr_reference_batch must be positive (or None)"),
+            (c.weight_decay >= 0 and c.momentum >= 0, "weight_decay and momentum must be 0 or more"),
+            (c.num_workers >= 0, "num_workers must be 0 or more"),
+            (names(c.inputs), "inputs must be a non-empty list of batch keys, e.g. [image, query]"),
+            (isinstance(c.target, str) and c.target != '', "target must be a batch key, e.g. answer"),
+            (all(isinstance(k, str) for d in (c.model_args, c.dataset_args, c.loss_args, c.metrics_args, c.optimizer_args)
+                 for k in d), "model_args, dataset_args, loss_args, metrics_args and optimizer_args must map names to values"),
+            (c.data != '', "data must name a dataset file or folder")]
 
 _OPTIMIZERS = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD, 'rmsprop': torch.optim.RMSprop}
 
@@ -371,12 +401,41 @@ def evaluate(model, loader, cfg: TrainConfig, accelerator: Accelerator | None = 
     return metrics
 
 # %% ../nbs/04_train.ipynb #754cbfd4
+CHECKPOINT_FORMAT = 'tda-checkpoint/2'
+
+def save_checkpoint(path, record: dict, **tensors):
+    "Write a checkpoint atomically: state dicts of tensors, and `record` (epoch, config, history...) as JSON text."
+    obj = {'format': CHECKPOINT_FORMAT, 'record': json.dumps(record, default=_plain), **tensors}
+    with atomic_path(path, overwrite=True) as tmp: torch.save(obj, tmp)
+
+def _plain(v):
+    "JSON for the NumPy numbers and paths a record may hold."
+    if isinstance(v, np.generic): return v.item()
+    if isinstance(v, Path): return str(v)
+    raise TypeError(f"{type(v).__name__} is not JSON")
+
+def load_checkpoint(path) -> tuple[dict, dict]:
+    "The record and the tensors of a tda checkpoint, loaded safely (`weights_only=True`); one clear error otherwise."
+    path = Path(path)
+    if not path.is_file(): raise TdaError(f"checkpoint {path} does not exist.")
+    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise TdaError(f"checkpoint {path} holds Python objects that only an unsafe load would rebuild, and tda never runs "
+                       f"code from a file ({str(e).splitlines()[0][:200]}); use checkpoints written by tda, or retrain.") from None
+    except Exception as e:
+        raise TdaError(f"checkpoint {path} is not readable (truncated or corrupt: {type(e).__name__}: {str(e)[:200]}); "
+                       f"resume from another copy or start the run again with --overwrite.") from None
+    if not isinstance(ck, dict) or ck.get('format') != CHECKPOINT_FORMAT or not isinstance(ck.get('record'), str):
+        raise TdaError(f"{path} is not a tda checkpoint of format {CHECKPOINT_FORMAT!r} (an older or foreign file); "
+                       f"start the run again with --overwrite.")
+    return json.loads(ck.pop('record')), ck
+
 def load_best(run, model: str | None = None, **model_args):
     "The model of run folder `run` with the weights of its best validation epoch, in eval mode (name and args from its config)."
-    ck = torch.load(Path(run)/'checkpoints'/'best.pt', map_location='cpu', weights_only=False)
-    cfg = ck.get('config') or {}
-    m = MODELS.create(model or cfg['model'], **{**ck.get('model_args', cfg.get('model_args', {})), **model_args})
-    m.load_state_dict(ck['model'])
+    rec, t = load_checkpoint(Path(run)/'checkpoints'/'best.pt')
+    cfg = rec.get('config') or {}
+    m = MODELS.create(model or cfg['model'], **{**rec.get('model_args', cfg.get('model_args', {})), **model_args})
+    m.load_state_dict(t['model'])
     return m.eval()
 
 def run_dir(cfg: TrainConfig) -> Path:
@@ -393,13 +452,20 @@ def resolve_data(path) -> Path:
     raise TdaError(f"dataset file {path} not found here or in the data folder {get_settings().data_dir}; "
                    f"make it with `tda data generate` or give its path.")
 
-def _save(obj, path):
-    with atomic_path(path, overwrite=True) as tmp: torch.save(obj, tmp)
+def data_identity(ds, path) -> dict:
+    "What identifies a run's data: the dataset's own `identity()` where it has one, else the files' names and sizes."
+    if hasattr(ds, 'identity'): return ds.identity()
+    p = Path(path)
+    files = sorted(f for f in p.rglob('*') if f.is_file()) if p.is_dir() else [p]
+    listing = '\n'.join(f"{f.relative_to(p) if p.is_dir() else f.name} {f.stat().st_size}" for f in files)
+    return {'files': len(files), 'listing_sha256': hashlib.sha256(listing.encode()).hexdigest()}
 
 def _write_csv(path, rows):
     buf = io.StringIO()
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    w = csv.DictWriter(buf, fieldnames=keys); w.writeheader(); w.writerows(rows)
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
     with atomic_path(path, overwrite=True) as tmp: Path(tmp).write_text(buf.getvalue())
 
 def config_diff(old: dict, new: dict, ignore=()) -> list[str]:
@@ -408,22 +474,34 @@ def config_diff(old: dict, new: dict, ignore=()) -> list[str]:
 
 _RESUMABLE = {'epochs', 'progress', 'num_workers', 'out_dir', 'patience'}  # may change when resuming
 
-def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, accelerator) -> dict | None:
-    "Check the run folder; returns the last checkpoint when resuming."
+def _is_training_run(out: Path) -> bool:
+    "Whether `out` is a folder a training run made (its run record says so), which `overwrite` may replace."
+    try: rec = json.loads((out/'run.json').read_text())
+    except (OSError, ValueError): return False
+    return isinstance(rec, dict) and rec.get('job') == 'train'
+
+def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, identity: dict,
+                 accelerator) -> tuple[dict, dict] | None:
+    "Check the run folder; returns the last checkpoint (record, tensors) when resuming."
+    if out.exists() and not out.is_dir(): raise TdaError(f"out_dir {out} is a file; choose a folder.")
     last = out/'checkpoints'/'last.pt'
     if resume:
         if not last.exists(): raise TdaError(f"nothing to resume: {last} does not exist; drop --resume to start the run.")
-        ck = torch.load(last, map_location='cpu', weights_only=False)
-        old, new = ck['config'], cfg.to_dict()
-        diff = config_diff(old, new, ignore=_RESUMABLE)
+        rec, t = load_checkpoint(last)
+        diff = config_diff(rec['config'], cfg.to_dict(), ignore=_RESUMABLE)
         if diff: raise TdaError(f"cannot resume {out}: the config differs in {diff}; use the same config, or another out_dir.")
-        return ck
+        changed = sorted(k for k in set(rec['data']) | set(identity) if rec['data'].get(k) != identity.get(k))
+        if changed:
+            raise TdaError(f"cannot resume {out}: its data changed since the run started ({', '.join(changed)} differ: "
+                           f"{cfg.data} is not the file it trained on); restore that file, or start again with --overwrite.")
+        return rec, t
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise TdaError(f"run folder {out} is not empty; pass --resume to continue it, --overwrite to start again, "
                            f"or choose another out_dir.")
-        if not (out/'run.json').exists():
-            raise TdaError(f"{out} does not look like a tda run folder (no run.json); refusing to delete it.")
+        if not _is_training_run(out):
+            raise TdaError(f"{out} does not look like a tda run folder (no run.json of a training run in it); "
+                           f"refusing to delete it: choose another out_dir.")
         accelerator.wait_for_everyone()
         if accelerator.is_main_process: shutil.rmtree(out)
     accelerator.wait_for_everyone()
@@ -433,13 +511,51 @@ def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, acc
 class NonFiniteLoss(TdaError):
     "The loss became NaN or infinite."
 
+class _Batches(Dataset):
+    "`ds` for a DataLoader that fetches a batch's samples in one call (`ds.batch(indices)`) and collates nothing."
+    def __init__(self, ds): self.ds = ds
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i): return self.ds[i]
+    def __getitems__(self, indices): return self.ds.batch(indices)
+
+def _as_is(batch): return batch
+
 def _loader(ds, batch_size, train, cfg):
+    "A DataLoader over `ds`: whole batches at once where the dataset gathers them (`ds.batch`), else item by item."
     # training drops the last incomplete batch: every step sees `batch_size` samples, and Accelerate never pads a
     # training batch with repeated samples, so N processes take the same steps as one
     if train and len(ds) < batch_size:
         raise TdaError(f"the training split has {len(ds)} samples, fewer than batch_size {batch_size}; lower batch_size.")
-    return DataLoader(ds, batch_size=batch_size, shuffle=train, drop_last=train, num_workers=cfg.num_workers,
-                      persistent_workers=cfg.num_workers > 0, pin_memory=torch.cuda.is_available())
+    kw = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=torch.cuda.is_available())
+    sampler = ds.train_sampler(cfg.seed) if train and hasattr(ds, 'train_sampler') else None
+    if hasattr(ds, 'batch'): ds, kw['collate_fn'] = _Batches(ds), _as_is
+    return DataLoader(ds, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler, drop_last=train, **kw)
+
+def _build(cfg: TrainConfig):
+    "The datasets and the model of `cfg`, checked against each other; nothing is written yet."
+    data = resolve_data(cfg.data)
+    ds = {s: DATASETS.create(cfg.dataset, path=data, split=s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
+    model_args = dict(cfg.model_args)
+    if hasattr(ds['train'], 'classes'): model_args.setdefault('num_classes', len(ds['train'].classes))  # a classification set
+    try: model = MODELS.create(cfg.model, **model_args)
+    except TypeError as e: raise TdaError(f"bad model_args {cfg.model_args} for {cfg.model}: {e}.") from None
+    item = ds['train'][0]
+    missing = [k for k in [*cfg.inputs, cfg.target] if k not in item]
+    if missing: raise TdaError(f"the {cfg.dataset} batches have no {missing}; inputs and target must be among {sorted(item)}.")
+    LOSSES.get(cfg.loss)
+    metric_set(cfg, validation=True)
+    return data, ds, model, model_args
+
+def _optimizer(cfg: TrainConfig, model):
+    "The optimiser of `cfg` over the model's parameters (biases and norms without weight decay if asked)."
+    opt_kw = {'lr': cfg.lr, 'weight_decay': cfg.weight_decay}
+    if cfg.optimizer in ('sgd', 'rmsprop'): opt_kw['momentum'] = cfg.momentum
+    params = list(model.parameters())
+    if cfg.no_decay_1d:  # biases and normalisation weights take no weight decay
+        params = [{'params': [p for p in params if p.ndim > 1]},
+                  {'params': [p for p in params if p.ndim <= 1], 'weight_decay': 0.0}]
+    try: return _OPTIMIZERS[cfg.optimizer](params, **opt_kw, **cfg.optimizer_args)
+    except (TypeError, ValueError) as e: raise TdaError(f"bad optimizer_args {cfg.optimizer_args} for {cfg.optimizer}: {e}.") from None
 
 def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = False) -> dict:
     "Train and test one model as `config` says; returns the results (also written to the run folder)."
@@ -458,49 +574,47 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
     for name, b in (('batch_size', cfg.batch_size), ('eval_batch_size', cfg.eval_batch_size)):
         if b % n_proc: raise TdaError(f"{name} {b} is not divisible by the {n_proc} processes; each takes an equal slice.")
     out = run_dir(cfg)
-    ck = _prepare_dir(out, cfg, resume, overwrite, acc)
-    data = resolve_data(cfg.data)
-    ds = {s: DATASETS.create(cfg.dataset, path=data, split=s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
-
     set_seed(cfg.seed)
-    model_args = dict(cfg.model_args)
-    if hasattr(ds['train'], 'classes'): model_args.setdefault('num_classes', len(ds['train'].classes))  # a classification set
-    model = MODELS.create(cfg.model, **model_args)
+    data, ds, model, model_args = _build(cfg)
+    identity = data_identity(ds['train'], data)
+    ck = _prepare_dir(out, cfg, resume, overwrite, identity, acc)
     if cfg.sync_batchnorm and n_proc > 1 and acc.device.type == 'cuda':
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # (PyTorch has no SyncBatchNorm on the CPU)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
-    opt_kw = {'lr': cfg.lr, 'weight_decay': cfg.weight_decay}
-    if cfg.optimizer in ('sgd', 'rmsprop'): opt_kw['momentum'] = cfg.momentum
-    params = list(model.parameters())
-    if cfg.no_decay_1d:  # biases and normalisation weights take no weight decay
-        params = [{'params': [p for p in params if p.ndim > 1]}, {'params': [p for p in params if p.ndim <= 1], 'weight_decay': 0.0}]
-    optimizer = _OPTIMIZERS[cfg.optimizer](params, **opt_kw)
+    optimizer = _optimizer(cfg, model)
     score_name = metric_set(cfg, validation=True).score
     start, history, best = 0, [], {'epoch': -1, 'score': -math.inf}
+    best_state = None
     if ck is not None:
-        model.load_state_dict(ck['model']); optimizer.load_state_dict(ck['optimizer'])
-        start, history, best = ck['epoch'] + 1, ck['history'], ck['best']
-        best.setdefault('score', best.get('accuracy', -math.inf))   # a checkpoint of an earlier version
+        rec, t = ck
+        model.load_state_dict(t['model'])
+        optimizer.load_state_dict(t['optimizer'])
+        start, history, best, best_state = rec['epoch'] + 1, rec['history'], rec['best'], t['best_model']
     model, optimizer = acc.prepare(model, optimizer)
     train_dl = acc.prepare(_loader(ds['train'], cfg.batch_size, True, cfg))
     val_dl, test_dl = (acc.prepare(_loader(ds[s], cfg.eval_batch_size, False, cfg)) for s in ('val', 'test'))
     loss_fn = LOSSES.get(cfg.loss)
     main = acc.is_main_process
     if main and ck is None:
-        write_json(out/'run.json', run_record(cfg.to_dict(), seed=cfg.seed, data_file=str(data), processes=n_proc,
-                                              device=str(acc.device), mixed_precision=precision))
+        write_json(out/'run.json', run_record(cfg.to_dict(), seed=cfg.seed, job='train', data_file=str(data),
+                                              data=identity, processes=n_proc, device=str(acc.device),
+                                              mixed_precision=precision))
+    ckdir = out/'checkpoints'
 
     stopped = None
     for epoch in range(start, cfg.epochs):
         if cfg.patience is not None and epoch - best['epoch'] > cfg.patience and best['epoch'] >= 0:
-            stopped = f"early stopping: no better validation {score_name} for {cfg.patience} epochs"; break
+            stopped = f"early stopping: no better validation {score_name} for {cfg.patience} epochs"
+            break
         set_seed(cfg.seed * 1000 + epoch)
         train_dl.set_epoch(epoch)
         lr = lr_at(cfg, epoch)
         for g in optimizer.param_groups: g['lr'] = lr
         model.train()
-        t0, tot_loss, tot_correct, tot_n = time.time(), torch.zeros((), device=acc.device), torch.zeros((), device=acc.device), 0
-        bar = tqdm(train_dl, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", disable=not (main and cfg.progress), leave=False)
+        t0, tot_n = time.time(), 0
+        tot_loss, tot_correct = torch.zeros((), device=acc.device), torch.zeros((), device=acc.device)
+        bar = tqdm(train_dl, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", disable=not (main and cfg.progress),
+                   leave=False)
         for step, batch in enumerate(bar):
             batch = _channels_last(batch, cfg.channels_last)
             out_ = _outputs(model(*[batch[k] for k in cfg.inputs]))
@@ -509,9 +623,11 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
             bad = (~torch.isfinite(loss.detach())).float()
             if n_proc > 1: bad = acc.reduce(bad, 'sum')
             if bad.item() > 0:
+                where = (f"the last good checkpoint is {ckdir/'last.pt'} (epoch {epoch})" if epoch > start or ck
+                         else "no checkpoint was written")
                 msg = (f"the loss became non-finite at epoch {epoch + 1}, step {step + 1} (global step "
                        f"{epoch * len(train_dl) + step + 1}) of {cfg.model}; lower the learning rate, set clip_grad_norm, "
-                       f"or train in full precision. The last good checkpoint is {out/'checkpoints'/'last.pt'}.")
+                       f"or train in full precision; {where}.")
                 if main:
                     write_json(out/'results.json', {'stopped': msg, 'epoch': epoch, 'step': step, 'best': best,
                                                     'history': history})
@@ -520,7 +636,8 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
             acc.backward(loss)
             if cfg.clip_grad_norm is not None: acc.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             optimizer.step()
-            tot_loss += losses.detach().sum(); tot_n += len(losses)
+            tot_loss += losses.detach().sum()
+            tot_n += len(losses)
             classify = 'logits' in out_
             if classify: tot_correct += (out_['logits'].detach().argmax(1) == batch[cfg.target]).sum()
             if main and cfg.progress and step % 10 == 0: bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -533,32 +650,36 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
                **{f"val_{k}": v for k, v in val.items() if not isinstance(v, list)}, 'train_seconds': round(train_time, 3),
                'train_samples_per_s': round(float(sums[2]) / train_time, 2)}
         history.append(row)
+        state = {k: v.detach().cpu().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
         improved = best['epoch'] < 0 or val[score_name] > best['score']
-        if improved: best = {'epoch': epoch, 'score': val[score_name], 'metric': score_name, 'val': val}
+        if improved: best, best_state = {'epoch': epoch, 'score': val[score_name], 'metric': score_name, 'val': val}, state
         if main:
-            state = acc.unwrap_model(model).state_dict()
-            if improved: _save({'model': state, 'epoch': epoch, 'config': cfg.to_dict(), 'model_args': model_args}, out/'checkpoints'/'best.pt')
-            _save({'model': state, 'optimizer': optimizer.state_dict(), 'epoch': epoch, 'history': history,
-                   'best': best, 'config': cfg.to_dict()}, out/'checkpoints'/'last.pt')
-            _write_csv(out/'metrics.csv', history); write_json(out/'metrics.json', history)
-            if cfg.progress:
-                extra = ''.join(f" {k} {v:.4f}" for k, v in (('acc', row.get('train_accuracy')),) if v is not None)
-                tps = f" tps {val['tps']:.4f}" if 'tps' in val else ''
-                tqdm.write(f"{cfg.model} epoch {epoch + 1}: train loss {row['train_loss']:.4f}{extra} | "
-                           f"val {score_name} {val[score_name]:.4f}{tps} | {train_time:.1f} s")
+            # one record says which epoch is best and holds its weights: a kill at any moment leaves last.pt and
+            # best.pt agreeing (best.pt is made from last.pt, after it)
+            base = {'config': cfg.to_dict(), 'model_args': model_args, 'data': identity}
+            save_checkpoint(ckdir/'last.pt', {**base, 'epoch': epoch, 'history': history, 'best': best},
+                            model=state, optimizer=optimizer.state_dict(), best_model=best_state)
+            save_checkpoint(ckdir/'best.pt', {**base, 'epoch': best['epoch'], 'val': best['val']}, model=best_state)
+            _write_csv(out/'metrics.csv', history)
+            write_json(out/'metrics.json', history)
+        if main:  # the epoch line, also with progress bars off
+            extra = ''.join(f" {k} {v:.4f}" for k, v in (('acc', row.get('train_accuracy')),) if v is not None)
+            tps = f" tps {val['tps']:.4f}" if 'tps' in val else ''
+            tqdm.write(f"{cfg.model} epoch {epoch + 1}: train loss {row['train_loss']:.4f}{extra} | "
+                       f"val {score_name} {val[score_name]:.4f}{tps} | {train_time:.1f} s")
         acc.wait_for_everyone()
     else:
         stopped = stopped or f"reached {cfg.epochs} epochs"
 
     # test the best model
     acc.wait_for_everyone()
-    best_state = torch.load(out/'checkpoints'/'best.pt', map_location='cpu', weights_only=False)['model']
-    acc.unwrap_model(model).load_state_dict(best_state)
+    acc.unwrap_model(model).load_state_dict(load_checkpoint(ckdir/'best.pt')[1]['model'])
     tm = evaluate(model, test_dl, cfg, acc, progress=main and cfg.progress, desc='test')
     test = tm.compute()
-    results = {'model': cfg.model, 'data': str(data), 'score': score_name, 'best_epoch': best['epoch'] + 1, 'epochs_run': len(history),
-               'stopped': stopped, 'val': best['val'], 'test': test, 'processes': n_proc, 'config': cfg.to_dict(),
-               'wall_seconds': round(time.time() - t_start, 1), 'run_dir': str(out)}
+    results = {'model': cfg.model, 'data': str(data), 'data_identity': identity, 'score': score_name,
+               'best_epoch': best['epoch'] + 1, 'epochs_run': len(history), 'stopped': stopped, 'val': best['val'],
+               'test': test, 'processes': n_proc, 'config': cfg.to_dict(), 'wall_seconds': round(time.time() - t_start, 1),
+               'run_dir': str(out)}
     if main:
         write_json(out/'results.json', results)
         with atomic_path(out/'test_predictions.npz', overwrite=True) as tmp:

@@ -7,6 +7,7 @@ Docs: https://tda-developers.github.io/tda/data.dataset.html.md"""
 # %% ../../nbs/01_data.dataset.ipynb #41542061
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -14,20 +15,44 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from ..core import DATASETS
 from .mref import open_mref
 
 # %% auto #0
-__all__ = ['MREFDataset']
+__all__ = ['QuestionsByImage', 'MREFDataset']
+
+# %% ../../nbs/01_data.dataset.ipynb #6269bbfd
+class QuestionsByImage(Sampler):
+    "Every question once per epoch; images in random order, the questions of each image together in random order."
+    def __init__(self, image_ids, seed: int = 0):
+        self.image_ids, self.seed, self.epoch = torch.as_tensor(image_ids, dtype=torch.long), int(seed), 0
+        self.n_images = int(self.image_ids.max()) + 1 if len(self.image_ids) else 0
+
+    def set_epoch(self, epoch: int):
+        "Each epoch draws another order (the `DataLoader` wrappers of Accelerate call this)."
+        self.epoch = int(epoch)
+
+    def __len__(self): return len(self.image_ids)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        rank = torch.empty(self.n_images, dtype=torch.long)
+        rank[torch.randperm(self.n_images, generator=g)] = torch.arange(self.n_images)
+        within = torch.rand(len(self.image_ids), generator=g)  # random order inside an image
+        key = rank[self.image_ids].double() + within.double() * 0.5
+        yield from torch.argsort(key).tolist()
 
 # %% ../../nbs/01_data.dataset.ipynb #6fb394d8
 @DATASETS.register('mref')
 class MREFDataset(Dataset):
-    "One split of an MNIST Reference file; one item per question."
-    def __init__(self, path, split: str = 'train', in_memory: bool = False, device=None):
+    "One split of an MNIST Reference file; one item per question, or a whole batch at once."
+    def __init__(self, path, split: str = 'train', in_memory: bool = False, device=None, masks: bool | None = None,
+                 group_by_image: bool = False):
         self.path, self.split = Path(path), split
+        self.masks = split != 'train' if masks is None else bool(masks)
+        self.group_by_image = group_by_image
         with open_mref(self.path, split) as f:
             g = f[split]
             self.questions = g['questions'][()]
@@ -37,15 +62,15 @@ class MREFDataset(Dataset):
             self.device = torch.device(device) if device is not None else None
             self._images = self._instances = None
             if in_memory or self.device is not None:
-                self._images, self._instances = g['images'][()], g['instances'][()]
+                self._images = torch.from_numpy(g['images'][()]).to(self.device or 'cpu')
+                self._instances = torch.from_numpy(g['instances'][()]).to(self.device or 'cpu')
         # the scale of each question's digit, looked up by (image, slot)
         dkey = digits['image'].astype(np.int64) * 256 + digits['slot']
         order = np.argsort(dkey)
         pos = np.searchsorted(dkey[order], self.questions['image'].astype(np.int64) * 256 + self.questions['slot'])
         self.scales = digits['scale'][order][pos]
-        if self.device is not None:
-            self._images = torch.from_numpy(self._images).to(self.device)
-            self._instances = torch.from_numpy(self._instances).to(self.device)
+        self._q = {k: torch.from_numpy(self.questions[k].astype(np.int64)) for k in ('image', 'query', 'answer', 'slot')}
+        self._q['scale'] = torch.from_numpy(self.scales.astype(np.float32))
         self._h5, self._pid = None, None
 
     def __len__(self): return len(self.questions)
@@ -55,26 +80,57 @@ class MREFDataset(Dataset):
             self._h5, self._pid = h5py.File(self.path, 'r'), os.getpid()
         return self._h5
 
-    def _arrays(self, j: int):
-        if self._images is not None: return self._images[j], self._instances[j]
+    def _arrays(self, image_ids: torch.Tensor):
+        "The uint8 images `(B, H, W, 3)` and instance maps `(B, H, W)` of `image_ids`."
+        if self._images is not None:
+            ids = image_ids.to(self._images.device)
+            return self._images.index_select(0, ids), self._instances.index_select(0, ids)
         g = self._file()[self.split]
-        return g['images'][j], g['instances'][j]
+        u, inv = np.unique(image_ids.numpy(), return_inverse=True)  # h5py reads increasing indices
+        return torch.from_numpy(g['images'][u][inv]), torch.from_numpy(g['instances'][u][inv])
 
-    def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self): raise IndexError(f"question {i} out of range for {len(self)} questions")
-        q = self.questions[i]
-        img, inst = self._arrays(int(q['image']))
-        img, inst = torch.as_tensor(img), torch.as_tensor(inst)
-        return {'image': img.permute(2, 0, 1).float().div_(255), 'query': torch.tensor(int(q['query'])),
-                'answer': torch.tensor(int(q['answer'])), 'mask': inst == int(q['slot']),
-                'scale': torch.tensor(float(self.scales[i])), 'index': torch.tensor(i % len(self))}
+    def batch(self, indices) -> dict:
+        "The questions `indices` as one dict of batched tensors: one gather of the images, one conversion."
+        i = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        if len(i) and not (-len(self) <= int(i.min()) and int(i.max()) < len(self)):
+            raise IndexError(f"question index out of range for {len(self)} questions")
+        i = i % len(self)
+        q = {k: v[i] for k, v in self._q.items()}
+        img, inst = self._arrays(q['image'])
+        dev = img.device
+        b = {'image': img.permute(0, 3, 1, 2).float().div_(255), 'query': q['query'].to(dev),
+             'answer': q['answer'].to(dev), 'image_id': q['image'].to(dev), 'scale': q['scale'].to(dev), 'index': i.to(dev)}
+        if self.masks: b['mask'] = inst == q['slot'].to(dev)[:, None, None]
+        return b
+
+    def __getitem__(self, i) -> dict:
+        "Question `i` as a dict of tensors; a list or tensor of indices gives a whole batch (`batch`)."
+        if isinstance(i, (int, np.integer)): return {k: v[0] for k, v in self.batch([i]).items()}
+        return self.batch(i)
+
+    def identity(self) -> dict:
+        "What identifies the file's data: its kind, generator version, seed, and hashes of its parameters and questions."
+        with open_mref(self.path) as f:
+            a, h = f.attrs, hashlib.sha256()
+            for s in [s for s in ('train', 'val', 'test') if s in f]:
+                h.update(f"{s} {f[s]['images'].shape}".encode())
+                h.update(f[s]['questions'][()].tobytes())
+                h.update(f[s]['digits'][()].tobytes())
+            return {'format': str(a['format']), 'variant': str(a['variant']), 'seed': int(a['seed']),
+                    'generator_version': str(a['generator_version']),
+                    'params_sha256': hashlib.sha256(str(a['params']).encode()).hexdigest(), 'content_sha256': h.hexdigest()}
+
+    def train_sampler(self, seed: int = 0):
+        "With `group_by_image`, the sampler that keeps each image's questions together; else None (shuffle)."
+        return QuestionsByImage(self._q['image'], seed) if self.group_by_image else None
 
     def close(self):
         if self._h5 is not None: self._h5.close()
         self._h5 = None
 
     def __getstate__(self):  # never send an open file handle to another process
-        d = self.__dict__.copy(); d['_h5'] = d['_pid'] = None
+        d = self.__dict__.copy()
+        d['_h5'] = d['_pid'] = None
         return d
 
     def __repr__(self):

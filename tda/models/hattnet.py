@@ -14,15 +14,18 @@ from torch import nn
 from ..core import MODELS, TdaError
 
 # %% auto #0
-__all__ = ['conv_stage', 'conv_trunk', 'QueryAttention', 'AttentionHead', 'HAttNet', 'hattnet_ctx', 'hattnet', 'SoftAttentionNet',
-           'HardAttentionNet', 'soft', 'hard', 'SpatialTransformerNet', 'sampled_region', 'stn', 'effective_attention']
+__all__ = ['conv_stage', 'conv_trunk', 'QueryAttention', 'per_image', 'AttentionHead', 'HAttNet', 'hattnet_ctx', 'hattnet',
+           'SoftAttentionNet', 'HardAttentionNet', 'soft', 'hard', 'SpatialTransformerNet', 'sampled_region', 'stn',
+           'effective_attention']
 
 # %% ../../nbs/03_models.hattnet.ipynb #346c3fa5
 def conv_stage(in_channels: int, channels: int = 32) -> nn.Sequential:
-    "3x3 valid convolution, ReLU, 2x2 max-pool: one stage of the trunk."
-    return nn.Sequential(nn.Conv2d(in_channels, channels, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+    "3x3 valid convolution, 2x2 max-pool, ReLU: one stage of the trunk."
+    # max-pool before ReLU gives exactly ReLU-then-pool (both are monotone) on a quarter of the values
+    return nn.Sequential(nn.Conv2d(in_channels, channels, 3), nn.MaxPool2d(2), nn.ReLU(inplace=True))
 
 def conv_trunk(in_channels: int = 3, channels: int = 32, stages: int = 4) -> nn.Sequential:
+    "The paper's trunk: `stages` conv stages of `channels` channels."
     return nn.Sequential(*[conv_stage(in_channels if i == 0 else channels, channels) for i in range(stages)])
 
 # %% ../../nbs/03_models.hattnet.ipynb #1c28926a
@@ -46,6 +49,15 @@ class QueryAttention(nn.Module):
         if self.gate == 'sigmoid': return torch.sigmoid(s)
         return s.flatten(1).softmax(1).view_as(s)
 
+# %% ../../nbs/03_models.hattnet.ipynb #1d5da8ae
+def per_image(fn, image: torch.Tensor, image_id: torch.Tensor | None = None) -> torch.Tensor:
+    "`fn(image)`, computed once per distinct `image_id` and handed to every question of that image."
+    if image_id is None: return fn(image)
+    ids, inverse = torch.unique(image_id, return_inverse=True)
+    rows = torch.arange(len(image_id), device=image_id.device)
+    first = torch.full((len(ids),), len(image_id), device=image_id.device).scatter_reduce(0, inverse, rows, 'amin')
+    return fn(image.index_select(0, first)).index_select(0, inverse)
+
 # %% ../../nbs/03_models.hattnet.ipynb #22aefae3
 class AttentionHead(nn.Sequential):
     "Batch norm, dropout and one dense layer: the classifier on an attended feature vector."
@@ -64,10 +76,11 @@ class HAttNet(nn.Module):
             + [QueryAttention(channels, num_queries, kernel_size=1, gate='softmax')])  # no context needed in the last layer
         self.head = AttentionHead(channels, num_classes, dropout, head_norm)
 
-    def forward(self, image, query):
+    def forward(self, image, query, image_id=None):
+        "Logits and the attention map of every layer; questions with one `image_id` share the first stage."
         x, maps = image, []
-        for stage, att in zip(self.trunk, self.attention):
-            f = stage(x)
+        for i, (stage, att) in enumerate(zip(self.trunk, self.attention)):
+            f = per_image(stage, x, image_id) if i == 0 else stage(x)  # the first stage does not see the query
             a = att(f, query)
             x = a * f  # Eq. 7: r(alpha, C) * f
             maps.append(a)
@@ -93,15 +106,17 @@ class SoftAttentionNet(nn.Module):
         self.attention = QueryAttention(channels, num_queries, kernel_size=1, gate='softmax')
         self.head = AttentionHead(channels, num_classes, dropout, head_norm)
 
-    def forward(self, image, query):
-        f = self.trunk(image)
+    def forward(self, image, query, image_id=None):
+        "Logits and the one attention map; questions with one `image_id` share the trunk."
+        f = per_image(self.trunk, image, image_id)
         a = self.attention(f, query)
         return {'logits': self.head((a * f).sum((2, 3))), 'attention': [a]}
 
 class HardAttentionNet(SoftAttentionNet):
     "HARD baseline: attention as a distribution over locations, trained on the marginal log-likelihood."
-    def forward(self, image, query):
-        f = self.trunk(image)
+    def forward(self, image, query, image_id=None):
+        "The marginal log-likelihood of each colour and the attention map."
+        f = per_image(self.trunk, image, image_id)
         a = self.attention(f, query)
         B, C, H, W = f.shape
         per_loc = self.head(f.permute(0, 2, 3, 1).reshape(B * H * W, C)).log_softmax(-1).view(B, H * W, -1)
@@ -130,8 +145,9 @@ class SpatialTransformerNet(nn.Module):
         self.trunk = conv_trunk(in_channels, channels, stages)
         self.head = AttentionHead(channels, num_classes, dropout, head_norm)
 
-    def forward(self, image, query):
-        z = torch.cat([self.localisation(image).flatten(1), self.query(query)], 1)
+    def forward(self, image, query, image_id=None):
+        "Logits, the sampled region as the attention map, and the affine transform."
+        z = torch.cat([per_image(self.localisation, image, image_id).flatten(1), self.query(query)], 1)
         theta = self.theta(z).view(-1, 2, 3)
         grid = F.affine_grid(theta, list(image.shape), align_corners=False)
         x = F.grid_sample(image, grid, align_corners=False)
