@@ -1,87 +1,194 @@
-"""Training throughput: tda's trainer against a bare PyTorch loop over the same model and data.
+"""Training throughput of the Table 1 models: tda's trainer against a bare PyTorch loop, fp32 and bf16, eager and compiled.
 
-Both train the same model (HAttNet-CTX by default) with the authors' recipe (RMSprop 3e-3, gradient-norm clip 5)
-on the same in-memory MREF training split, with the same batch size, data loader settings and memory format,
-alternating in one run: bare, trainer, bare, trainer, ... Throughput is training questions per second over
-each epoch's training loop (validation, checkpoints and logging excluded on both sides: the trainer reports
-its own `train_seconds`). The table gives the median over the repetitions and the trainer's overhead.
+Every row trains one model on the same paper-size MREF training images (held in memory as uint8) at batch 200 with
+the authors' recipe (RMSprop 3e-3 as in `seo2016`, gradient-norm clip 5, cross-entropy):
 
-    python bench/train_throughput.py                        # smoke MREF, CPU (or the GPU when there is one)
-    python bench/train_throughput.py --data mref_paper.h5 --epochs 2 --repeats 3
+- `bare (as it was)`: the loop of the last release: one dict per question (with its 100x100 mask), collated by a
+  DataLoader, random batches, the trunk's ReLU before its max-pool;
+- `bare`: the plainest correct loop over what the trainer does now: each batch gathered by index from the uint8
+  tensor, batches of whole images (`group_by_image`), the query-free part once per image (`image_id`);
+- `trainer`: `tda.train` with the same settings (its own `train_samples_per_s`, validation and checkpoints excluded).
 
-Prints a table and writes bench/results/train_throughput.json (with the run record).
+Settings are interleaved (one repetition of every setting, then the next), so that a slow minute of a shared machine
+does not fall on one setting only; the table gives medians. Each figure is also given as a fraction of the machine's
+peak: multiply-adds per question (forward and backward, torch's FlopCounterMode, no sharing) x questions/s, against
+(a) the cores' nominal FMA rate (cores x clock x FMA lanes per cycle, from /proc/cpuinfo and the ISA flags) and
+(b) the rate a large fp32 matrix product reaches here (what the BLAS can get out of these cores).
+
+    python bench/train_throughput.py                          # the three models, fp32 and bf16, eager and compiled
+    python bench/train_throughput.py --models hattnet_ctx --precisions fp32 --modes eager --repeats 5
+
+Prints a table and writes bench/results/train_throughput_<device>.json (with the run record).
 """
 import argparse
 import json
+import os
+import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
 
+import tda.models.hattnet  # noqa: F401  (registers the models)
 from tda.core import MODELS, run_record, write_json
-from tda.data.dataset import MREFDataset
+from tda.data.dataset import MREFDataset, QuestionsByImage
+from tda.data.mref import generate_mref, mref_info, mref_params
 from tda.train import TrainConfig, resolve_data, train
 
+BATCH = 200
 
-def bare_epoch(model, opt, loader, device, channels_last):
-    "One epoch of the plainest correct loop: forward, cross-entropy, backward, clip, step."
-    model.train()
-    n, t0 = 0, time.perf_counter()
-    for b in loader:
-        x, q, y = b['image'].to(device, non_blocking=True), b['query'].to(device), b['answer'].to(device)
-        if channels_last: x = x.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(x, q)['logits'], y)
+
+def macs_per_question(name):
+    "Multiply-adds of one question, forward and backward, counted by torch on a batch of 2 (no sharing)."
+    m = MODELS.create(name).train()
+    x, q = torch.rand(2, 3, 100, 100), torch.tensor([1, 2])
+    with FlopCounterMode(display=False) as fc:
+        F.cross_entropy(m(x, q)['logits'], torch.tensor([0, 1])).backward()
+    return fc.get_total_flops() / 2 / 2
+
+
+def nominal_peak():
+    "Nominal fp32 multiply-adds per second of the cores this process may use, and how it was worked out."
+    flags = open('/proc/cpuinfo').read() if os.path.exists('/proc/cpuinfo') else ''
+    mhz = [float(l.split(':')[1]) for l in flags.splitlines() if l.startswith('cpu MHz')]
+    lanes = 16 if ' avx512f ' in flags else 8 if ' avx2 ' in flags else 4   # fp32 lanes per FMA instruction
+    units = 2                                                              # FMA pipes per core (Zen 2-5, Intel since Haswell)
+    cores = torch.get_num_threads()
+    ghz = (statistics.median(mhz) / 1000) if mhz else float('nan')
+    return cores * ghz * 1e9 * lanes * units, (f"{cores} cores x {ghz:.2f} GHz x {units} FMA pipes x {lanes} fp32 lanes "
+                                               f"({'AVX-512' if lanes == 16 else 'AVX2' if lanes == 8 else 'SSE'})")
+
+
+def matmul_peak(n=2048, reps=5):
+    "fp32 multiply-adds per second of a large matrix product: what the BLAS reaches on these cores."
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps): a @ b
+    return reps * n ** 3 / (time.perf_counter() - t)
+
+
+def subset_file(src, out, images):
+    "An MREF file with the same parameters as `src` and `images` training images (val/test tiny): a few dozen steps."
+    p = mref_info(src)['params']
+    params = mref_params(p['variant'], 'paper', seed=p['seed'], splits={'train': images, 'val': 20, 'test': 20})
+    return generate_mref(out, params, workers=1, progress=False)
+
+
+class OldDataset(torch.utils.data.Dataset):
+    "The last release's item path: one dict per question, a 100x100 mask in each, stacked by the default collate."
+    def __init__(self, ds): self.ds = ds
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i):
+        b = self.ds.batch([i])
+        return {'image': b['image'][0], 'query': b['query'][0], 'answer': b['answer'][0], 'scale': b['scale'][0],
+                'mask': (self.ds._instances[int(b['image_id'][0])] == self.ds._q['slot'][i]), 'index': b['index'][0]}
+
+
+def relu_before_pool(model):
+    "The trunk as it was: conv, ReLU, max-pool (the same function, more work)."
+    for trunk in [getattr(model, 'trunk', None), getattr(model, 'localisation', None)]:
+        for stage in trunk or []:
+            stage[1], stage[2] = stage[2], stage[1]
+    return model
+
+
+def bare(name, ds, precision, mode, steps, old=False):
+    "Questions/s of the plainest loop (or the last release's) over `steps` batches after 3 warm-up steps."
+    torch.manual_seed(0)
+    model = MODELS.create(name)
+    if old: model = relu_before_pool(model)
+    model = model.to(memory_format=torch.channels_last).train()
+    opt = torch.optim.RMSprop(model.parameters(), lr=3e-3, alpha=0.9, eps=1e-6)
+    fwd = torch.compile(model) if mode == 'compiled' else model
+    if old:
+        batches = iter(DataLoader(OldDataset(ds), batch_size=BATCH, shuffle=True, drop_last=True))
+    else:
+        order = list(QuestionsByImage(ds._q['image'], seed=0))
+        batches = (ds.batch(order[i:i + BATCH]) for i in range(0, len(order) - BATCH + 1, BATCH))
+    n, t0 = 0, None
+    for s in range(3 + steps):
+        if s == 3: t0 = time.perf_counter()
+        b = next(batches)
+        x = b['image'].contiguous(memory_format=torch.channels_last)
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=precision == 'bf16'):
+            out = fwd(x, b['query']) if old else fwd(x, b['query'], b['image_id'])
+        loss = F.cross_entropy(out['logits'].float(), b['answer'])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        n += len(y)
-    if device.type == 'cuda': torch.cuda.synchronize()
+        if s >= 3: n += len(b['answer'])
     return n / (time.perf_counter() - t0)
+
+
+def trainer(name, data, precision, mode, tmp, rep):
+    "Questions/s of `tda.train` over its second epoch (the first warms up and compiles)."
+    cfg = TrainConfig(preset='seo2016', model=name, data=str(data), epochs=2, mixed_precision='bf16' if precision == 'bf16' else 'no',
+                      compile=mode == 'compiled', dataset_args={'in_memory': True, 'group_by_image': True},
+                      cpu=True, progress=False, out_dir=f"{tmp}/{name}-{precision}-{mode}-{rep}", seed=rep)
+    train(cfg)
+    return json.loads(Path(cfg.out_dir, 'metrics.json').read_text())[-1]['train_samples_per_s']
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--data', default='mref_smoke.h5')
-    p.add_argument('--model', default='hattnet_ctx')
-    p.add_argument('--batch-size', type=int, default=200)
-    p.add_argument('--epochs', type=int, default=3, help='epochs per repetition (the first of each is warm-up)')
-    p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--cpu', action='store_true')
-    p.add_argument('--out', default=str(Path(__file__).parent/'results'/'train_throughput.json'))
+    p.add_argument('--data', default='mref_paper.h5', help='paper-size MREF (tda data generate data_gen/mref_paper.yaml)')
+    p.add_argument('--models', nargs='+', default=['hattnet_ctx', 'hattnet', 'soft'])
+    p.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'])
+    p.add_argument('--modes', nargs='+', default=['eager', 'compiled'])
+    p.add_argument('--steps', type=int, default=15, help='timed steps of the bare loops (fp32; bf16 takes a third)')
+    p.add_argument('--train-images', type=int, default=600, help="training images of the trainer's file (~7 questions each)")
+    p.add_argument('--repeats', type=int, default=2)
+    p.add_argument('--out', default=None)
     a = p.parse_args()
-    device = torch.device('cuda' if torch.cuda.is_available() and not a.cpu else 'cpu')
     data = resolve_data(a.data)
     ds = MREFDataset(data, 'train', in_memory=True)
-    bare, ours = [], []
+    peak, peak_how = nominal_peak()
+    mm = matmul_peak()
+    macs = {m: macs_per_question(m) for m in a.models}
+    settings = [(m, pr, mo, loop) for m in a.models for pr in a.precisions for mo in a.modes
+                for loop in ('bare (as it was)', 'bare', 'trainer') if not (loop == 'bare (as it was)' and (pr, mo) != ('fp32', 'eager'))]
+    speeds = {s: [] for s in settings}
     with tempfile.TemporaryDirectory() as tmp:
+        small = subset_file(data, Path(tmp)/'train_subset.h5', a.train_images)
         for r in range(a.repeats):
-            torch.manual_seed(r)
-            model = MODELS.create(a.model).to(device).to(memory_format=torch.channels_last)
-            opt = torch.optim.RMSprop(model.parameters(), lr=3e-3)
-            loader = DataLoader(ds, batch_size=a.batch_size, shuffle=True, pin_memory=device.type == 'cuda')
-            speeds = [bare_epoch(model, opt, loader, device, True) for _ in range(a.epochs)]
-            bare += speeds[1:]
-            cfg = TrainConfig(preset='seo2016', model=a.model, data=str(data), epochs=a.epochs, batch_size=a.batch_size,
-                              seed=r, cpu=device.type == 'cpu', out_dir=f"{tmp}/run{r}", progress=False)
-            train(cfg)
-            hist = json.loads(Path(f"{tmp}/run{r}/metrics.json").read_text())
-            ours += [h['train_samples_per_s'] for h in hist[1:]]
-            print(f"repeat {r + 1}/{a.repeats}: bare {statistics.median(speeds[1:]):.1f} q/s, "
-                  f"trainer {statistics.median(ours[-(a.epochs - 1):]):.1f} q/s", flush=True)
-    mb, mo = statistics.median(bare), statistics.median(ours)
-    overhead = (mb - mo) / mb * 100
-    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"\n| loop | questions/s (median of {len(bare)} epochs) |\n|---|---|\n| bare PyTorch | {mb:.1f} |\n"
-          f"| tda trainer | {mo:.1f} |\n\ntrainer overhead: {overhead:+.2f}% on {name} ({a.model}, batch {a.batch_size}, "
-          f"{len(ds)} questions of {data.name})")
-    write_json(a.out, {'device': name, 'model': a.model, 'data': str(data), 'batch_size': a.batch_size,
-                       'bare_q_per_s': bare, 'trainer_q_per_s': ours, 'median_bare': mb, 'median_trainer': mo,
-                       'overhead_percent': overhead, 'run': run_record(vars(a))})
+            for s in settings:
+                m, pr, mo, loop = s
+                steps = a.steps if pr == 'fp32' else max(2, a.steps // 3)
+                if loop == 'trainer': v = trainer(m, small, pr, mo, tmp, r)
+                else: v = bare(m, ds, pr, mo, steps, old=loop == 'bare (as it was)')
+                speeds[s].append(v)
+                print(f"repeat {r + 1}/{a.repeats} {m:12s} {pr} {mo:8s} {loop:17s} {v:7.1f} q/s", flush=True)
+    device = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    rows = []
+    for s, v in speeds.items():
+        m, pr, mo, loop = s
+        med = statistics.median(v)
+        base = statistics.median(speeds[(m, pr, mo, 'bare')]) if (m, pr, mo, 'bare') in speeds else None
+        rows.append({'model': m, 'precision': pr, 'mode': mo, 'loop': loop, 'q_per_s': med, 'runs': v,
+                     'macs_per_question': macs[m], 'fraction_of_nominal_peak': med * macs[m] / peak,
+                     'fraction_of_matmul_rate': med * macs[m] / mm,
+                     'trainer_vs_bare_percent': (med / base - 1) * 100 if loop == 'trainer' and base else None})
+    print(f"\n{device}; nominal fp32 peak {peak / 1e9:.1f} GMAC/s ({peak_how}); a 2048^3 fp32 matmul reaches "
+          f"{mm / 1e9:.1f} GMAC/s\n")
+    print("| model | precision | mode | loop | questions/s | of nominal peak | of matmul rate | trainer vs bare |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        tv = f"{r['trainer_vs_bare_percent']:+.1f}%" if r['trainer_vs_bare_percent'] is not None else ''
+        print(f"| {r['model']} | {r['precision']} | {r['mode']} | {r['loop']} | {r['q_per_s']:.1f} | "
+              f"{100 * r['fraction_of_nominal_peak']:.1f}% | {100 * r['fraction_of_matmul_rate']:.1f}% | {tv} |")
+    out = a.out or Path(__file__).parent/'results'/f"train_throughput_{'cuda' if torch.cuda.is_available() else 'cpu'}.json"
+    write_json(out, {'device': device, 'nominal_peak_macs_per_s': peak, 'nominal_peak_how': peak_how,
+                     'matmul_macs_per_s': mm, 'batch_size': BATCH, 'data': str(data), 'rows': rows,
+                     'run': run_record(vars(a))})
+    print(f"\nwrote {out}")
 
 
 if __name__ == '__main__':

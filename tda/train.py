@@ -112,6 +112,7 @@ class TrainConfig:
     clip_grad_norm: float | None = None
     mixed_precision: str = 'no'           # 'no', 'bf16', 'fp16', or 'auto' (fp16 on a GPU, none on the CPU)
     cpu: bool = False                     # force the CPU even where a GPU is present
+    compile: bool = False                 # torch.compile the model (Accelerate's 'inductor' backend)
     channels_last: bool = True
     sync_batchnorm: bool = True           # several GPU processes: batch norm statistics over the global batch
     num_workers: int = 0
@@ -567,7 +568,7 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
         raise TdaError("mixed_precision 'fp16' needs a GPU; use 'bf16' on the CPU, 'auto', or 'no'.")
     AcceleratorState._reset_state()  # a notebook may train several runs with different precision in one process
     # without CUDA, `cpu=True` is what makes Accelerate join the processes of a launch on the CPU (gloo)
-    acc = Accelerator(mixed_precision=precision, cpu=not on_gpu,
+    acc = Accelerator(mixed_precision=precision, cpu=not on_gpu, dynamo_backend='inductor' if cfg.compile else 'no',
                       dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
                                                                 data_seed=cfg.seed))
     n_proc = acc.num_processes
