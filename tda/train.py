@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import math
-import pickle
 import shutil
 import time
 import typing
@@ -35,16 +34,17 @@ import tda.models.factory  # noqa: F401  (registers the torchvision, baseline an
 import tda.models.hattnet  # noqa: F401  (registers the HAttNet models)
 import tda.data.tasks  # noqa: F401  (registers the 'mref_objects' and 'moving_digits' datasets)
 import tda.models.tasks  # noqa: F401  (registers the FCOS and SimplePose models)
+from .checkpoint import load_checkpoint, save_checkpoint
 from .core import (DATASETS, LOSSES, METRIC_SETS, MODELS, TdaError, atomic_path, get_settings, run_record,
                       write_json)
 from .metrics import (AccuracyPerScale, AttentionPR, pointing_game, true_positive_strength, uniform_strength)
 from .models.hattnet import effective_attention
 
 # %% auto #0
-__all__ = ['PRESETS', 'CHECKPOINT_FORMAT', 'TrainConfig', 'lr_at', 'cross_entropy', 'PerSampleMetrics', 'ClassificationMetrics',
-           'MREFMetrics', 'model_loss', 'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'DetectionMetrics',
-           'KeypointMetrics', 'metric_set', 'evaluate', 'save_checkpoint', 'load_checkpoint', 'load_best', 'run_dir',
-           'resolve_data', 'data_identity', 'config_diff', 'NonFiniteLoss', 'train']
+__all__ = ['PRESETS', 'TrainConfig', 'lr_at', 'cross_entropy', 'PerSampleMetrics', 'ClassificationMetrics', 'MREFMetrics',
+           'model_loss', 'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'DetectionMetrics', 'KeypointMetrics',
+           'metric_set', 'evaluate', 'load_best', 'run_dir', 'resolve_data', 'data_identity', 'config_diff',
+           'NonFiniteLoss', 'train']
 
 # %% ../nbs/04_train.ipynb #84d62323
 PRESETS = {
@@ -402,35 +402,6 @@ def evaluate(model, loader, cfg: TrainConfig, accelerator: Accelerator | None = 
     return metrics
 
 # %% ../nbs/04_train.ipynb #754cbfd4
-CHECKPOINT_FORMAT = 'tda-checkpoint/2'
-
-def save_checkpoint(path, record: dict, **tensors):
-    "Write a checkpoint atomically: state dicts of tensors, and `record` (epoch, config, history...) as JSON text."
-    obj = {'format': CHECKPOINT_FORMAT, 'record': json.dumps(record, default=_plain), **tensors}
-    with atomic_path(path, overwrite=True) as tmp: torch.save(obj, tmp)
-
-def _plain(v):
-    "JSON for the NumPy numbers and paths a record may hold."
-    if isinstance(v, np.generic): return v.item()
-    if isinstance(v, Path): return str(v)
-    raise TypeError(f"{type(v).__name__} is not JSON")
-
-def load_checkpoint(path) -> tuple[dict, dict]:
-    "The record and the tensors of a tda checkpoint, loaded safely (`weights_only=True`); one clear error otherwise."
-    path = Path(path)
-    if not path.is_file(): raise TdaError(f"checkpoint {path} does not exist.")
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise TdaError(f"checkpoint {path} holds Python objects that only an unsafe load would rebuild, and tda never runs "
-                       f"code from a file ({str(e).splitlines()[0][:200]}); use checkpoints written by tda, or retrain.") from None
-    except Exception as e:
-        raise TdaError(f"checkpoint {path} is not readable (truncated or corrupt: {type(e).__name__}: {str(e)[:200]}); "
-                       f"resume from another copy or start the run again with --overwrite.") from None
-    if not isinstance(ck, dict) or ck.get('format') != CHECKPOINT_FORMAT or not isinstance(ck.get('record'), str):
-        raise TdaError(f"{path} is not a tda checkpoint of format {CHECKPOINT_FORMAT!r} (an older or foreign file); "
-                       f"start the run again with --overwrite.")
-    return json.loads(ck.pop('record')), ck
-
 def load_best(run, model: str | None = None, **model_args):
     "The model of run folder `run` with the weights of its best validation epoch, in eval mode (name and args from its config)."
     rec, t = load_checkpoint(Path(run)/'checkpoints'/'best.pt')

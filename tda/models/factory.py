@@ -124,8 +124,12 @@ def list_models(task: str | None = None) -> list[str]:
               'vgg19_tdaf_anar5_f3', 'mobilenetv2_tdaf_anar3_f2', 'resnet18_tdaf_anar3_f3']
     return names if task else names + sum(by_task.values(), [])
 
-def create_model(name: str, num_classes: int | None = None, **options) -> nn.Module:
-    "The model called `name` (see `list_models`) with `num_classes` outputs (default: ImageNet's 1000, Kinetics' 400 for video, COCO's for detection and pose)."
+def create_model(name: str, num_classes: int | None = None, pretrained: str | None = None, **options) -> nn.Module:
+    "The model called `name` (see `list_models`) with `num_classes` outputs; `pretrained`: our weights trained on that data."
+    if pretrained is not None or name in ('hattnet_ctx', 'hattnet', 'soft', 'hard', 'stn'):
+        from tda.models.pretrained import load_pretrained  # (imports the progressive-attention models)
+        kw = {**options, **({'num_classes': num_classes} if num_classes is not None else {})}
+        return load_pretrained(name, pretrained, **kw) if pretrained is not None else MODELS.create(name, **kw)
     if name.startswith(('fcos_', 'simplepose_')): return create_task_model(name, num_classes, **options)
     if num_classes is None: num_classes = 400 if name.startswith('r3d_') else 1000
     if '_tdaf_' in name: return create_tdaf(name, num_classes, **options)
