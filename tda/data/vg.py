@@ -319,7 +319,7 @@ def prepare_vg(root, out, image_size: int = 224, min_object_count: int = 100, mi
     image_data, objects, attributes = (read_vg_file(root, n) for n in VG_FILES)
     entries = {e['image_id']: e for e in image_data}
     for name, data in (('objects.json', objects), ('attributes.json', attributes)):
-        if stray := next((e['image_id'] for e in data if e['image_id'] not in entries), None):
+        if (stray := next((e['image_id'] for e in data if e['image_id'] not in entries), None)) is not None:
             raise TdaError(f"{root/name} names image {stray}, which {root/'image_data.json'} does not list; the files "
                            "come from different VG versions: download all three again.")
     records = vg_objects(objects, attributes, merge)
