@@ -113,6 +113,7 @@ class VGG16Attention(nn.Module):
         return x, maps
 
     def forward(self, image, query, prior=None):
+        "`{'logits': (B, A), 'attention': maps}`; a `prior` (B, A) of log-odds is added to the logits."
         f, maps = self.attended(image, query)
         logits = self.head((maps[-1] * f).sum((2, 3)))  # Eq. 8 (SOFT: Eq. 2-4): the attended sum
         return {'logits': logits if prior is None else logits + prior, 'attention': maps}
@@ -121,6 +122,7 @@ class VGG16Attention(nn.Module):
 class VGG16HardAttention(VGG16Attention):
     "HARD: the pool5 attention as a distribution over locations; each location predicts every attribute."
     def forward(self, image, query, prior=None):
+        "The marginal log-odds as `logits`, the maps, and the per-location `location_logits` and `log_attention`."
         f, maps = self.attended(image, query)
         B, C, H, W = f.shape
         z = self.head(f.permute(0, 2, 3, 1).reshape(B * H * W, C)).view(B, H * W, -1)
@@ -181,9 +183,12 @@ class AttributeMetrics:
         self.target, self.score, self.attention_map = target, f'wmap_{ap}', attention_map
         self.reset()
 
-    def reset(self): self.rows = {}
+    def reset(self):
+        "Forget every sample."
+        self.rows = {}
 
     def per_sample(self, outputs: dict, batch: dict, loss: torch.Tensor) -> dict:
+        "A batch's per-sample values: scores, labels, query, loss, and the attention's strength on the box."
         d = {'index': batch['index'], 'loss': loss.float(), 'scores': outputs['logits'].float(),
              'labels': batch[self.target].to(torch.int8), 'query': batch['query']}
         if outputs.get('attention') and 'box' in batch:
@@ -194,6 +199,7 @@ class AttributeMetrics:
         return d
 
     def update(self, d: dict):
+        "Keep a batch's per-sample values."
         for k, v in d.items(): self.rows.setdefault(k, []).append(v.detach().cpu())
 
     def table(self) -> dict:
@@ -203,6 +209,7 @@ class AttributeMetrics:
         return {k: v[order] for k, v in t.items()}
 
     def compute(self) -> dict:
+        "The weighted and plain mAPs (11-point and all-point), the APs per attribute, the loss and attention scores."
         t = self.table()
         res = {'n': int(len(t['index'])), 'loss': float(t['loss'].mean())}
         for m in ('voc11', 'allpoint'):
