@@ -34,6 +34,8 @@ import tda.models.factory  # noqa: F401  (registers the torchvision, baseline an
 import tda.models.hattnet  # noqa: F401  (registers the HAttNet models)
 import tda.data.tasks  # noqa: F401  (registers the 'mref_objects' and 'moving_digits' datasets)
 import tda.models.tasks  # noqa: F401  (registers the FCOS and SimplePose models)
+import tda.data.vg  # noqa: F401  (registers the 'vg_attributes' dataset)
+import tda.models.vg  # noqa: F401  (registers the VGG-16 attribute models, their loss and metric set)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .core import (DATASETS, LOSSES, METRIC_SETS, MODELS, TdaError, atomic_path, get_settings, run_record,
                       write_json)
@@ -610,7 +612,7 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
             optimizer.step()
             tot_loss += losses.detach().sum()
             tot_n += len(losses)
-            classify = 'logits' in out_
+            classify = 'logits' in out_ and batch[cfg.target].dim() == 1  # multi-label targets have no accuracy
             if classify: tot_correct += (out_['logits'].detach().argmax(1) == batch[cfg.target]).sum()
             if main and cfg.progress and step % 10 == 0: bar.set_postfix(loss=f"{loss.item():.3f}")
         train_time = time.time() - t0
