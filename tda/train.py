@@ -8,12 +8,14 @@ Docs: https://tda-developers.github.io/tda/train.html.md"""
 from __future__ import annotations
 
 import csv
+import ctypes
 import dataclasses
 import hashlib
 import io
 import json
 import math
 import shutil
+import sys
 import time
 import typing
 from dataclasses import dataclass, field
@@ -46,7 +48,7 @@ from .models.hattnet import effective_attention
 __all__ = ['PRESETS', 'TrainConfig', 'lr_at', 'cross_entropy', 'PerSampleMetrics', 'ClassificationMetrics', 'MREFMetrics',
            'model_loss', 'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'DetectionMetrics', 'KeypointMetrics',
            'metric_set', 'evaluate', 'load_best', 'run_dir', 'resolve_data', 'data_identity', 'config_diff',
-           'NonFiniteLoss', 'train']
+           'cache_cpu_memory', 'NonFiniteLoss', 'train']
 
 # %% ../nbs/04_train.ipynb #84d62323
 PRESETS = {
@@ -115,6 +117,7 @@ class TrainConfig:
     mixed_precision: str = 'no'           # 'no', 'bf16', 'fp16', or 'auto' (fp16 on a GPU, none on the CPU)
     cpu: bool = False                     # force the CPU even where a GPU is present
     compile: bool = False                 # torch.compile the model (Accelerate's 'inductor' backend)
+    cache_cpu_memory: bool = True         # on the CPU (Linux), keep freed memory for the next step; see cache_cpu_memory
     channels_last: bool = True
     sync_batchnorm: bool = True           # several GPU processes: batch norm statistics over the global batch
     num_workers: int = 0
@@ -481,6 +484,15 @@ def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, ide
     accelerator.wait_for_everyone()
     return None
 
+# %% ../nbs/04_train.ipynb #caadc426
+def cache_cpu_memory() -> bool:
+    "Keep freed memory in this process (glibc on Linux) instead of handing it back to the kernel; True if done."
+    if not sys.platform.startswith('linux'): return False
+    try: libc = ctypes.CDLL('libc.so.6')
+    except OSError: return False  # another C library (musl): left as it is
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
 # %% ../nbs/04_train.ipynb #5f4e691d
 class NonFiniteLoss(TdaError):
     "The loss became NaN or infinite."
@@ -545,6 +557,7 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
                       dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
                                                                 data_seed=cfg.seed))
     n_proc = acc.num_processes
+    if acc.device.type == 'cpu' and cfg.cache_cpu_memory: cache_cpu_memory()
     for name, b in (('batch_size', cfg.batch_size), ('eval_batch_size', cfg.eval_batch_size)):
         if b % n_proc: raise TdaError(f"{name} {b} is not divisible by the {n_proc} processes; each takes an equal slice.")
     out = run_dir(cfg)
