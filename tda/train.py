@@ -48,7 +48,7 @@ from .models.hattnet import effective_attention
 __all__ = ['PRESETS', 'TrainConfig', 'lr_at', 'cross_entropy', 'PerSampleMetrics', 'ClassificationMetrics', 'MREFMetrics',
            'model_loss', 'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'DetectionMetrics', 'KeypointMetrics',
            'metric_set', 'evaluate', 'load_best', 'run_dir', 'resolve_data', 'data_identity', 'config_diff',
-           'cache_cpu_memory', 'NonFiniteLoss', 'train']
+           'cache_cpu_memory', 'NonFiniteLoss', 'data_loader', 'train']
 
 # %% ../nbs/04_train.ipynb #84d62323
 PRESETS = {
@@ -506,7 +506,7 @@ class _Batches(Dataset):
 
 def _as_is(batch): return batch
 
-def _loader(ds, batch_size, train, cfg):
+def data_loader(ds, batch_size, train, cfg):
     "A DataLoader over `ds`: whole batches at once where the dataset gathers them (`ds.batch`), else item by item."
     # training drops the last incomplete batch: every step sees `batch_size` samples, and Accelerate never pads a
     # training batch with repeated samples, so N processes take the same steps as one
@@ -578,8 +578,8 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
         optimizer.load_state_dict(t['optimizer'])
         start, history, best, best_state = rec['epoch'] + 1, rec['history'], rec['best'], t['best_model']
     model, optimizer = acc.prepare(model, optimizer)
-    train_dl = acc.prepare(_loader(ds['train'], cfg.batch_size, True, cfg))
-    val_dl, test_dl = (acc.prepare(_loader(ds[s], cfg.eval_batch_size, False, cfg)) for s in ('val', 'test'))
+    train_dl = acc.prepare(data_loader(ds['train'], cfg.batch_size, True, cfg))
+    val_dl, test_dl = (acc.prepare(data_loader(ds[s], cfg.eval_batch_size, False, cfg)) for s in ('val', 'test'))
     loss_fn = LOSSES.get(cfg.loss)
     main = acc.is_main_process
     if main and ck is None:

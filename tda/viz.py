@@ -17,7 +17,7 @@ from .data.mref import open_mref
 
 # %% auto #0
 __all__ = ['MODEL_LABELS', 'mref_grid', 'save_mref_grid', 'scale_bin_labels', 'plot_accuracy_per_scale', 'plot_pr_curves',
-           'plot_attention_layers', 'save_figure']
+           'plot_attention_layers', 'plot_training_curves', 'save_figure']
 
 # %% ../nbs/05_viz.ipynb #94063628
 def mref_grid(path, split: str = 'test', n: int = 12, cols: int = 6, seed: int = 0, boxes: bool = True):
@@ -121,6 +121,17 @@ def plot_attention_layers(samples: list[dict], palette: list[str] | None = None)
                                   interpolation='nearest')
                 axes[r, c].set_title(f"layer {c} ({a.shape[0]}x{a.shape[1]})", fontsize=7)
     return fig
+
+def plot_training_curves(histories: dict):
+    "Train and validation accuracy against the epoch, one panel per dataset, one colour per model (`{(variant, model): rows}`)."
+    import pandas as pd, seaborn as sns
+    rows = [{'dataset': v.upper(), 'model': _label(m), 'split': split, 'epoch': h['epoch'], 'accuracy': h[key]}
+            for (v, m), hist in histories.items() for h in hist
+            for split, key in (('train', 'train_accuracy'), ('validation', 'val_accuracy')) if key in h]
+    g = sns.relplot(pd.DataFrame(rows), x='epoch', y='accuracy', hue='model', style='split', col='dataset', kind='line',
+                    height=3, aspect=1.3, estimator=None)
+    g.set(ylim=(0, 1.02))
+    return g.figure
 
 def save_figure(fig, out, overwrite: bool = False) -> Path:
     "Write a figure as a PNG, atomically, and close it."

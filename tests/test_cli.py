@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO
 from tda.cli import load_recipe, read_recipe
 from tda.data.mref import mref_params
+from tda.models.pretrained import pretrained_cards
 
 
 def tda(*args, env=None):
@@ -70,18 +71,24 @@ def test_recipes_match_their_names():
 
 
 def test_demo_makes_datasets_grids_and_the_table1_report(env_paths):
-    r = tda('demo', '--out', env_paths/'demo', '--quiet', '--epochs', 1)  # the README's main job, one epoch per model
+    r = tda('demo', '--out', env_paths/'demo', '--quiet', '--epochs', 1)  # the README's main job, one epoch of training
     assert r.returncode == 0, r.stderr
     for v in ('mref', 'mdist', 'mbg'):
-        assert (env_paths/'data'/f'{v}_smoke.h5').exists()
+        assert (env_paths/'data'/f'{v}_smoke_seed1.h5').exists()  # fresh data: no shipped model trained on seed 1
         assert (env_paths/'demo'/f'{v}_samples.png').stat().st_size > 10_000
     run = json.loads((env_paths/'demo'/'run.json').read_text())
     assert run['config']['job'] == 'demo' and run['versions']['torch']
-    summary = json.loads((env_paths/'demo'/'table1'/'summary.json').read_text())
-    assert set(summary['results']['mref']) == {'hattnet_ctx', 'soft'}
+    summary = json.loads((env_paths/'demo'/'trained'/'summary.json').read_text())
+    assert set(summary['results']['mref']) == {'hattnet_ctx'}
     assert 'HAttNet-CTX' in r.stdout and '98.51' in r.stdout  # the table, beside the paper's numbers
-    for f in ('accuracy_per_scale.png', 'pr_curves.png', 'attention_mref.png', 'results.h5'):
-        assert (env_paths/'demo'/'table1'/f).stat().st_size > 1000
-    assert 'HAttNet-CTX' in (env_paths/'demo'/'table1'/'table.md').read_text()
+    for f in ('accuracy_per_scale.png', 'pr_curves.png', 'attention_mref.png', 'results.h5', 'curves.png'):
+        assert (env_paths/'demo'/'trained'/f).stat().st_size > 1000
+    cards = pretrained_cards()
+    if cards:  # the shipped weights, tested on the fresh data, each beside its model card's accuracy
+        shipped = json.loads((env_paths/'demo'/'shipped'/'summary.json').read_text())['results']
+        assert {(m, v) for v, ms in shipped.items() for m in ms} == set(cards)
+        for (m, v), card in cards.items():
+            assert shipped[v][m]['source'] == f'shipped ({v})' and shipped[v][m]['card_accuracy'] == card['test']['accuracy']
+        assert 'shipped (mref)' in r.stdout
     r = tda('demo', '--out', env_paths/'demo', '--quiet')  # never into a used folder
     assert r.returncode == 2 and 'not empty' in r.stderr

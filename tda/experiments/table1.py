@@ -14,16 +14,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import default_collate
+from torch import nn
 
 from ..core import MODELS, TdaError, atomic_path, run_record, write_json
 from ..data.dataset import MREFDataset
 from ..data.mref import ensure_dataset
-from ..train import TrainConfig, config_diff, load_best, resolve_data, train
-from ..viz import MODEL_LABELS, plot_accuracy_per_scale, plot_attention_layers, plot_pr_curves, save_figure
+from ..models.pretrained import load_pretrained, pretrained_cards
+from ..train import TrainConfig, config_diff, data_loader, evaluate, load_best, resolve_data, train
+from ..viz import (MODEL_LABELS, plot_accuracy_per_scale, plot_attention_layers, plot_pr_curves, plot_training_curves,
+                     save_figure)
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'TABLE1_MODELS', 'attention_samples', 'format_table', 'run_table1']
+__all__ = ['PAPER_TABLE1', 'TABLE1_MODELS', 'finished_run', 'run_entry', 'sample_batch', 'attention_samples', 'format_table',
+           'write_table1', 'run_table1', 'report_table1', 'evaluate_pretrained', 'report_pretrained']
 
 # %% ../../nbs/05a_experiments.table1.ipynb #657634bb
 PAPER_TABLE1 = {
@@ -39,88 +42,77 @@ TABLE1_MODELS = ('stn', 'soft', 'hard', 'hattnet', 'hattnet_ctx')
 # %% ../../nbs/05a_experiments.table1.ipynb #2afb7759
 def _finished(run: Path, cfg: TrainConfig) -> dict | None:
     "The results of a finished run folder made with `cfg`, else None."
+    r = finished_run(run)
+    if r is None: return None
+    old = r.get('config') or json.loads((run/'run.json').read_text())['config']  # the config it finished with
+    diff = config_diff(old, cfg.to_dict(), ignore=('progress',))
+    if diff: raise TdaError(f"{run} holds a run with another config (differs in {diff}); pass overwrite=True to train it again.")
+    return r
+
+def finished_run(run) -> dict | None:
+    "The results and per-question test predictions of a finished training run folder, else None."
+    run = Path(run)
     res, rec = run/'results.json', run/'run.json'
     if not (res.exists() and rec.exists() and (run/'test_predictions.npz').exists()): return None
     r = json.loads(res.read_text())
     if 'test' not in r: return None  # stopped on a non-finite loss
-    old = r.get('config') or json.loads(rec.read_text())['config']  # the config it finished with (epochs may grow on resume)
-    diff = config_diff(old, cfg.to_dict(), ignore=('progress',))
-    if diff: raise TdaError(f"{run} holds a run with another config (differs in {diff}); pass overwrite=True to train it again.")
     with np.load(run/'test_predictions.npz') as z: r['table'] = {k: z[k] for k in z.files}
     return r
 
+def run_entry(r: dict, source: str = 'trained') -> dict:
+    "One row of the table from a finished run's results: its test metrics, its epochs and where they come from."
+    return {**r['test'], 'best_epoch': r['best_epoch'], 'epochs_run': r['epochs_run'], 'stopped': r['stopped'],
+            'run_dir': r['run_dir'], 'wall_seconds': r['wall_seconds'], 'source': source, '_table': r['table']}
+
+def sample_batch(fn, n: int, seed: int = 0) -> tuple[dict, np.ndarray, list[str]]:
+    "`n` fixed random test questions of file `fn` as one batch (with masks), their indices, and the palette."
+    test = MREFDataset(fn, 'test', in_memory=True)
+    idx = np.sort(np.random.default_rng(seed).choice(len(test), min(n, len(test)), replace=False))
+    return test.batch(idx.tolist()), idx, test.palette
+
 @torch.no_grad()
-def attention_samples(run: Path, model_name: str, batch: dict, cfg: TrainConfig) -> dict:
-    "Predictions and per-layer attention maps of the best model of `run` on a `batch` of questions."
-    model = load_best(run, model_name, **cfg.model_args)
-    out = model(batch['image'], batch['query'])
+def attention_samples(model, batch: dict) -> dict:
+    "Predictions and per-layer attention maps of `model` (in eval mode) on a `batch` of questions."
+    out = model.eval()(batch['image'], batch['query'])
     return {'pred': out['logits'].argmax(1).numpy(), 'maps': [a[:, 0].float().numpy() for a in out['attention']]}
 
 def format_table(results: dict) -> str:
     "Markdown: our test accuracy and true-positive strength beside the paper's Table 1 (percent)."
-    lines = ['| dataset | model | accuracy (ours) | accuracy (paper) | TPS (ours) | TPS (paper) | epochs (best) |',
-             '|---|---|---|---|---|---|---|']
+    sources = any(r.get('source', 'trained') != 'trained' for ms in results.values() for r in ms.values())
+    lines = ['| dataset | model | accuracy (ours) | accuracy (paper) | TPS (ours) | TPS (paper) | epochs (best) |'
+             + (' source |' if sources else ''), '|---|---|---|---|---|---|---|' + ('---|' if sources else '')]
     for v, models in results.items():
         first = next(iter(models.values()))
         pu = PAPER_TABLE1['tps'].get(v, {}).get('uniform')
-        lines.append(f"| {v.upper()} | uniform attention | | | {100 * first['uniform_tps']:.2f} | {pu if pu is not None else ''} | |")
+        lines.append(f"| {v.upper()} | uniform attention | | | {100 * first['uniform_tps']:.2f} | {pu if pu is not None else ''} | |"
+                     + (' |' if sources else ''))
         for m, r in models.items():
             pa, pt = PAPER_TABLE1['accuracy'].get(v, {}).get(m), PAPER_TABLE1['tps'].get(v, {}).get(m)
             tps = f"{100 * r['tps']:.2f}" if 'tps' in r and m != 'stn' else ''
             lines.append(f"| {v.upper()} | {MODEL_LABELS.get(m, m)} | {100 * r['accuracy']:.2f} | {'' if pa is None else pa} | "
-                         f"{tps} | {'' if pt is None else pt} | {r['epochs_run']} ({r['best_epoch']}) |")
+                         f"{tps} | {'' if pt is None else pt} | {r['epochs_run']} ({r['best_epoch']}) |"
+                         + (f" {r.get('source', 'trained')} |" if sources else ''))
     return '\n'.join(lines)
 
-def run_table1(out, variants=('mref',), models=TABLE1_MODELS, size: str = 'smoke', epochs: int | None = None,
-               seed: int = 0, n_samples: int = 4, resume: bool = False, overwrite: bool = False, cpu: bool = False,
-               workers: int | None = None, progress: bool = True, data: dict | None = None, **train_args) -> dict:
-    """Train and test `models` on `variants`; write results.h5, summary.json, table.md and the figures to `out`.
-
-    `data` maps a variant to a dataset file to use instead of `<data_dir>/<variant>_<size>.h5`; any other
-    keyword is a `TrainConfig` field (e.g. `batch_size`, `mixed_precision`)."""
-    out, t0 = Path(out).expanduser().resolve(), time.time()
-    bad = [m for m in models if m not in MODELS]
-    if bad: raise TdaError(f"unknown model(s) {bad}; known models: {', '.join(MODELS.names())}.")
-    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
-        raise TdaError(f"{out} is not empty; pass resume=True to reuse its finished runs, overwrite=True to start again, "
-                       f"or choose another folder.")
-    data = {k: str(resolve_data(p).resolve()) for k, p in (data or {}).items()}
-    config = {'variants': list(variants), 'models': list(models), 'size': size, 'epochs': epochs, 'seed': seed,
-              'n_samples': n_samples, 'cpu': cpu, 'data': data, 'train_args': train_args}
-    results, samples, palette = {}, {}, None
-    for v in variants:
-        fn = Path(data[v]) if v in data else ensure_dataset(v, size, seed, workers, progress)
-        test = MREFDataset(fn, 'test')
-        palette = test.palette
-        idx = np.sort(np.random.default_rng(seed).choice(len(test), min(n_samples, len(test)), replace=False))
-        batch = default_collate([test[int(i)] for i in idx])  # the sample questions, read once
-        results[v], samples[v] = {}, {'index': idx, 'batch': batch, 'models': {},
-                                      'image': (batch['image'].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)}
-        for m in models:
-            cfg = TrainConfig(preset='seo2016', model=m, data=str(fn), seed=seed, cpu=cpu, progress=progress,
-                              out_dir=str(out/v/m), **({'epochs': epochs} if epochs else {}), **train_args)
-            run = Path(cfg.out_dir)
-            r = None if overwrite else _finished(run, cfg)
-            if r is None:
-                r = train(cfg, resume=not overwrite and (run/'checkpoints'/'last.pt').exists(), overwrite=overwrite)
-            elif progress: print(f"reusing the finished run {run}")
-            results[v][m] = {**r['test'], 'best_epoch': r['best_epoch'], 'epochs_run': r['epochs_run'],
-                             'stopped': r['stopped'], 'run_dir': str(run), 'wall_seconds': r['wall_seconds']}
-            results[v][m]['_table'] = r['table']
-            samples[v]['models'][m] = attention_samples(run, m, batch, cfg)
+# %% ../../nbs/05a_experiments.table1.ipynb #9d7b0498
+def write_table1(out, results: dict, samples: dict, palette: list[str], config: dict, t0: float,
+                 curves: dict | None = None) -> dict:
+    "Write results.h5, summary.json, table.md and the figures of `results` (and of training `curves`) to `out`."
+    out = Path(out)
     _write_results(out/'results.h5', results, samples, config)
     clean = {v: {m: {k: x for k, x in r.items() if not k.startswith('_')} for m, r in ms.items()} for v, ms in results.items()}
     table = format_table(clean)
-    summary = {'results': clean, 'index_names': ['variant', 'model'], 'paper': PAPER_TABLE1, 'table': table, 'wall_seconds': round(time.time() - t0, 1),
-               'run': run_record(config, seed=seed)}
+    summary = {'results': clean, 'index_names': ['variant', 'model'], 'paper': PAPER_TABLE1, 'table': table,
+               'wall_seconds': round(time.time() - t0, 1), 'run': run_record(config, seed=config.get('seed'))}
     write_json(out/'summary.json', summary)
     with atomic_path(out/'table.md', overwrite=True) as tmp: Path(tmp).write_text(table + '\n')
     save_figure(plot_accuracy_per_scale(clean), out/'accuracy_per_scale.png', overwrite=True)
     if any('pr_precision' in r for ms in clean.values() for r in ms.values()):
         save_figure(plot_pr_curves({v: {m: r for m, r in ms.items() if m != 'stn'} for v, ms in clean.items()}),
                     out/'pr_curves.png', overwrite=True)
-    for v in variants:
+    for v in results:
         save_figure(plot_attention_layers(_figure_samples(samples[v]), palette), out/f'attention_{v}.png', overwrite=True)
+    if curves: save_figure(plot_training_curves(curves), out/'curves.png', overwrite=True)
     return summary
 
 def _figure_samples(s: dict) -> list[dict]:
@@ -149,3 +141,89 @@ def _write_results(path: Path, results: dict, samples: dict, config: dict):
                 ag = mg.create_group('attention')
                 for k, a in enumerate(s['models'][m]['maps']): ag[f'layer{k + 1}'] = a
                 mg['sample_pred'] = s['models'][m]['pred']
+
+# %% ../../nbs/05a_experiments.table1.ipynb #f03fd045
+def run_table1(out, variants=('mref',), models=TABLE1_MODELS, size: str = 'smoke', epochs: int | None = None,
+               seed: int = 0, n_samples: int = 4, resume: bool = False, overwrite: bool = False, cpu: bool = False,
+               workers: int | None = None, progress: bool = True, data: dict | None = None, **train_args) -> dict:
+    """Train and test `models` on `variants`; write results.h5, summary.json, table.md and the figures to `out`.
+
+    `data` maps a variant to a dataset file to use instead of `<data_dir>/<variant>_<size>.h5`; any other
+    keyword is a `TrainConfig` field (e.g. `batch_size`, `mixed_precision`)."""
+    out, t0 = Path(out).expanduser().resolve(), time.time()
+    bad = [m for m in models if m not in MODELS]
+    if bad: raise TdaError(f"unknown model(s) {bad}; known models: {', '.join(MODELS.names())}.")
+    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
+        raise TdaError(f"{out} is not empty; pass resume=True to reuse its finished runs, overwrite=True to start again, "
+                       f"or choose another folder.")
+    data = {k: str(resolve_data(p).resolve()) for k, p in (data or {}).items()}
+    config = {'variants': list(variants), 'models': list(models), 'size': size, 'epochs': epochs, 'seed': seed,
+              'n_samples': n_samples, 'cpu': cpu, 'data': data, 'train_args': train_args}
+    results, samples, curves, palette = {}, {}, {}, None
+    for v in variants:
+        fn = Path(data[v]) if v in data else ensure_dataset(v, size, seed, workers, progress)
+        batch, idx, palette = sample_batch(fn, n_samples, seed)
+        results[v], samples[v] = {}, _samples(batch, idx)
+        for m in models:
+            cfg = TrainConfig(preset='seo2016', model=m, data=str(fn), seed=seed, cpu=cpu, progress=progress,
+                              out_dir=str(out/v/m), **({'epochs': epochs} if epochs else {}), **train_args)
+            run = Path(cfg.out_dir)
+            r = None if overwrite else _finished(run, cfg)
+            if r is None:
+                r = train(cfg, resume=not overwrite and (run/'checkpoints'/'last.pt').exists(), overwrite=overwrite)
+            elif progress: print(f"reusing the finished run {run}")
+            results[v][m] = run_entry(r)
+            samples[v]['models'][m] = attention_samples(load_best(run, m, **cfg.model_args), batch)
+            curves[(v, m)] = json.loads((run/'metrics.json').read_text())
+    return write_table1(out, results, samples, palette, config, t0, curves)
+
+def report_table1(out, runs: dict, n_samples: int = 4, seed: int = 0, overwrite: bool = False) -> dict:
+    "The table, figures and training curves of finished runs `{variant: {model: run folder}}`, written to `out`."
+    out, t0 = Path(out).expanduser().resolve(), time.time()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise TdaError(f"{out} is not empty; pass overwrite=True to write the report again, or choose another folder.")
+    results, samples, curves, palette, config = {}, {}, {}, None, {'runs': {}, 'n_samples': n_samples, 'seed': seed}
+    for v, ms in runs.items():
+        results[v], config['runs'][v] = {}, {m: str(r) for m, r in ms.items()}
+        for m, run in ms.items():
+            r = finished_run(run)
+            if r is None: raise TdaError(f"{run} has not finished; finish it with `tda train ... --resume`.")
+            if v not in samples:
+                batch, idx, palette = sample_batch(r['data'], n_samples, seed)
+                samples[v] = _samples(batch, idx)
+            results[v][m] = run_entry(r)
+            samples[v]['models'][m] = attention_samples(load_best(run), batch)
+            curves[(v, m)] = json.loads((Path(run)/'metrics.json').read_text())
+    return write_table1(out, results, samples, palette, config, t0, curves)
+
+def _samples(batch: dict, idx) -> dict:
+    return {'index': idx, 'batch': batch, 'models': {},
+            'image': (batch['image'].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)}
+
+# %% ../../nbs/05a_experiments.table1.ipynb #70e1c961
+def evaluate_pretrained(name: str, dataset: str, fn, progress: bool = False) -> tuple[dict, nn.Module]:
+    "A table row for our shipped weights of `name` trained on `dataset`, tested on the test split of file `fn`."
+    model, card = load_pretrained(name, dataset), pretrained_cards()[(name, dataset)]
+    cfg = TrainConfig(preset='seo2016', model=name, data=str(fn), progress=progress)
+    test = MREFDataset(fn, 'test', in_memory=True)
+    m = evaluate(model, data_loader(test, cfg.eval_batch_size, False, cfg), cfg, progress=progress, desc=f'{name} test')
+    row = {**m.compute(), 'best_epoch': card['best_epoch'], 'epochs_run': card['epochs_run'], 'stopped': card['stopped'],
+           'source': f"shipped ({dataset})", 'card_accuracy': card['test']['accuracy'], '_table': m.table()}
+    return row, model
+
+def report_pretrained(out, files: dict, n_samples: int = 4, seed: int = 0, progress: bool = False) -> dict | None:
+    "Every shipped model of each variant tested on the test split of `files[variant]`; the report written to `out`."
+    t0, cards = time.time(), pretrained_cards()
+    results, samples, palette = {}, {}, None
+    for v, fn in files.items():
+        names = [m for m, d in cards if d == v]
+        if not names: continue
+        batch, idx, palette = sample_batch(fn, n_samples, seed)
+        results[v], samples[v] = {}, _samples(batch, idx)
+        for m in names:
+            results[v][m], model = evaluate_pretrained(m, v, fn, progress)
+            samples[v]['models'][m] = attention_samples(model, batch)
+    if not results: return None
+    config = {'files': {v: str(f) for v, f in files.items()}, 'n_samples': n_samples, 'seed': seed,
+              'weights': {f"{m}:{d}": c['weights_sha256'] for (m, d), c in cards.items()}}
+    return write_table1(out, results, samples, palette, config, t0)
