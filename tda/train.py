@@ -582,11 +582,14 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
     val_dl, test_dl = (acc.prepare(data_loader(ds[s], cfg.eval_batch_size, False, cfg)) for s in ('val', 'test'))
     loss_fn = LOSSES.get(cfg.loss)
     main = acc.is_main_process
+    ckdir = out/'checkpoints'
+    base = {'config': cfg.to_dict(), 'model_args': model_args, 'data': identity}
     if main and ck is None:
         write_json(out/'run.json', run_record(cfg.to_dict(), seed=cfg.seed, job='train', data_file=str(data),
                                               data=identity, processes=n_proc, device=str(acc.device),
                                               mixed_precision=precision))
-    ckdir = out/'checkpoints'
+    if main and ck is not None:  # a kill between last.pt and best.pt left best.pt an epoch behind: make it again
+        save_checkpoint(ckdir/'best.pt', {**base, 'epoch': best['epoch'], 'val': best['val']}, model=best_state)
 
     stopped = None
     for epoch in range(start, cfg.epochs):
@@ -643,7 +646,6 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
         if main:
             # one record says which epoch is best and holds its weights: a kill at any moment leaves last.pt and
             # best.pt agreeing (best.pt is made from last.pt, after it)
-            base = {'config': cfg.to_dict(), 'model_args': model_args, 'data': identity}
             save_checkpoint(ckdir/'last.pt', {**base, 'epoch': epoch, 'history': history, 'best': best},
                             model=state, optimizer=optimizer.state_dict(), best_model=best_state)
             save_checkpoint(ckdir/'best.pt', {**base, 'epoch': best['epoch'], 'val': best['val']}, model=best_state)
