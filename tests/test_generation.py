@@ -45,12 +45,13 @@ def test_refuses_to_overwrite(datasets, tmp_path):
     with h5py.File(new) as f: assert f['test/images'].shape[0] == 3
 
 
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=['SIGINT', 'SIGTERM', 'SIGKILL'])
 def test_interrupted_run_leaves_nothing_at_the_final_path(tmp_path, sig):
     out, log = tmp_path/'paper.h5', tmp_path.parent/f'{tmp_path.name}.stderr'
+    code = 'from tda.cli import main; main()'
     with open(log, 'w') as errf:
-        p = subprocess.Popen([sys.executable, '-c', 'from tda.cli import main; main()', 'data', 'generate', '--variant',
-                              'mref', '--size', 'paper', '--out', str(out), '--quiet', '--workers', '2'], stderr=errf)
+        p = subprocess.Popen([sys.executable, '-c', code, 'data', 'generate', '--variant', 'mref', '--size', 'paper',
+                              '--out', str(out), '--quiet', '--workers', '2'], stderr=errf)
         deadline = time.time() + 60
         while not any(f.name.startswith('.paper.h5.tmp-') for f in tmp_path.iterdir()):  # writing has begun
             assert p.poll() is None and time.time() < deadline, log.read_text()
@@ -61,15 +62,18 @@ def test_interrupted_run_leaves_nothing_at_the_final_path(tmp_path, sig):
         p.wait(timeout=120)
     err = log.read_text()
     assert not out.exists(), err
-    if sig == signal.SIGINT:
-        assert p.returncode == 130 and 'interrupted' in err, (p.returncode, err)
-        assert list(tmp_path.iterdir()) == [], err  # the temporary file is removed too
+    if sig == signal.SIGINT: assert p.returncode == 130 and 'interrupted' in err, (p.returncode, err)
+    else: assert p.returncode == -sig, (p.returncode, err)  # SIGTERM: the temporary file removed, then the default end
+    left = [f.name for f in tmp_path.iterdir()]
+    if sig == signal.SIGKILL: assert len(left) == 1 and left[0].startswith('.paper.h5.tmp-'), left  # no clean-up
+    else: assert left == [], err  # the temporary file is removed too
     deadline = time.time() + 30  # no worker outlives its parent
     while [w for w in workers if os.path.exists(f'/proc/{w}')] and time.time() < deadline: time.sleep(0.1)
     assert not [w for w in workers if os.path.exists(f'/proc/{w}')], 'worker processes outlived the run'
-    # the next run writes the file whole
+    # the next run writes the file whole, and removes the temporary file a killed run left
     generate_mref(out, mref_params('mref', splits={'test': 2}), workers=1, progress=False)
     open_mref(out, 'test').close()
+    assert list(tmp_path.iterdir()) == [out]
 
 
 @pytest.mark.parametrize('bad, match', [
