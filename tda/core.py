@@ -220,14 +220,16 @@ def interrupt_checkpoints():
     """Within the block, Ctrl-C (SIGINT) is recorded and raised as `KeyboardInterrupt` by the yielded `check()`, at
     points where it is safe. Python raises a Ctrl-C wherever the main thread happens to be, including weakref callbacks
     and `__del__`, where the exception is printed and swallowed, so a long job could run on to its end. Outside the
-    main thread the block runs unchanged (`check` does nothing)."""
+    main thread, or where SIGINT is ignored (a background job of a script, `nohup ... &`), the block runs unchanged
+    (`check` does nothing)."""
     hit = []
     def check():
         if hit: raise KeyboardInterrupt
-    if threading.current_thread() is not threading.main_thread():
+    old = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or old in (signal.SIG_IGN, None):
         yield check
         return
-    old = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
     try:
         yield check
         check()
