@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..core import DATASETS
-from .mref import open_mref
+from .mref import h5_errors, open_mref
 
 # %% auto #0
 __all__ = ['MREFDataset']
@@ -37,7 +37,8 @@ class MREFDataset(Dataset):
             self.device = torch.device(device) if device is not None else None
             self._images = self._instances = None
             if in_memory or self.device is not None:
-                self._images, self._instances = g['images'][()], g['instances'][()]
+                with h5_errors(self.path, f'the images of the {split} split'):
+                    self._images, self._instances = g['images'][()], g['instances'][()]
         # the scale of each question's digit, looked up by (image, slot)
         dkey = digits['image'].astype(np.int64) * 256 + digits['slot']
         order = np.argsort(dkey)
@@ -57,8 +58,9 @@ class MREFDataset(Dataset):
 
     def _arrays(self, j: int):
         if self._images is not None: return self._images[j], self._instances[j]
-        g = self._file()[self.split]
-        return g['images'][j], g['instances'][j]
+        with h5_errors(self.path, f'image {j} of the {self.split} split'):  # a corrupt chunk: one clear error
+            g = self._file()[self.split]
+            return g['images'][j], g['instances'][j]
 
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self): raise IndexError(f"question {i} out of range for {len(self)} questions")

@@ -11,7 +11,6 @@ import json
 import shutil
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from PIL import Image
@@ -19,6 +18,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..core import DATASETS, TdaError, atomic_path, run_record
+from .mref import h5_errors, open_mref
 
 # %% auto #0
 __all__ = ['MEAN', 'STD', 'AUGMENTATIONS', 'eval_transform', 'train_transform', 'eval_geometry', 'ImageFolderDataset',
@@ -108,7 +108,7 @@ def mref_crops(source, out, size: int = 64, context: float = 2.0, overwrite: boo
            'splits': {}}
     with atomic_path(out, overwrite=True) as tmp:  # a folder: removed on an error, Ctrl-C or SIGTERM, or when stale
         tmp.mkdir()
-        with h5py.File(source, 'r') as f:
+        with open_mref(source) as f:  # checked: format, attributes, tables
             splits = [s for s in ('train', 'val', 'test') if s in f]
             total = sum(len(f[s]['digits']) for s in splits)
             bar = tqdm(total=total, desc=f"crops -> {out.name}", unit='img', disable=not progress)
@@ -116,7 +116,8 @@ def mref_crops(source, out, size: int = 64, context: float = 2.0, overwrite: boo
                 g, rows = f[split], {}
                 images, instances, digits = g['images'], g['instances'], g['digits'][()]
                 for k, d in enumerate(digits):
-                    img, inst = images[int(d['image'])], instances[int(d['image'])]
+                    with h5_errors(source, f"image {int(d['image'])} of the {split} split"):
+                        img, inst = images[int(d['image'])], instances[int(d['image'])]
                     y0, x0, y1, x1 = (int(v) for v in d['box'])
                     side = max(1, round(max(y1 - y0, x1 - x0) * context))
                     cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
