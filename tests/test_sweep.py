@@ -112,6 +112,18 @@ def test_bad_sweeps_are_refused_before_anything_runs(tmp_path, env_paths):
     assert r.returncode == 2 and 'epochs is a number' in r.stderr
 
 
+def test_a_sweep_never_writes_outside_the_runs_folder(tmp_path, env_paths):
+    "A sweep named '..' would run in the runs folder's parent: a name is one plain folder, and is refused otherwise."
+    nb = EXPERIMENTS/'make_datasets.ipynb'
+    files = [(name, write(tmp_path/f'{k}.sweep.yaml', f"name: '{name}'\nnotebook: {nb}\n"))
+             for k, name in enumerate(['..', '.', '.hidden', 'a/b'])]
+    files.append(('..', write(tmp_path/'...sweep.yaml', f"notebook: {nb}\n")))  # named after its file
+    for name, sweep in files:
+        r = tda('sweep', sweep, '--dry-run', env=os.environ)
+        assert r.returncode == 2 and f"sweep name '{name}' must be a folder name" in r.stderr, r.stdout + r.stderr
+    assert not (env_paths/'runs').exists() and not (env_paths/'sweep.json').exists()
+
+
 def test_show_lists_a_notebooks_parameters():
     r = tda('sweep', '--show', 'mref_table1', cwd=REPO)
     assert r.returncode == 0 and 'epochs' in r.stdout and "cap on the authors' 300 epochs" in r.stdout
