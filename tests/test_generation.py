@@ -45,6 +45,10 @@ def test_refuses_to_overwrite(datasets, tmp_path):
     with h5py.File(new) as f: assert f['test/images'].shape[0] == 3
 
 
+def children(pid: int) -> list[str]:
+    return subprocess.run(['pgrep', '-P', str(pid)], capture_output=True, text=True).stdout.split()
+
+
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=['SIGINT', 'SIGTERM', 'SIGKILL'])
 def test_interrupted_run_leaves_nothing_at_the_final_path(tmp_path, sig):
     out, log = tmp_path/'paper.h5', tmp_path.parent/f'{tmp_path.name}.stderr'
@@ -57,8 +61,9 @@ def test_interrupted_run_leaves_nothing_at_the_final_path(tmp_path, sig):
         while not any(f.name.startswith('.paper.h5.tmp-') for f in tmp_path.iterdir()):  # writing has begun
             assert p.poll() is None and time.time() < deadline, log.read_text()
             time.sleep(0.05)
-        time.sleep(0.5)
-        workers = subprocess.run(['pgrep', '-P', str(p.pid)], capture_output=True, text=True).stdout.split()
+        while len(workers := children(p.pid)) < 2:  # both workers have started, however busy the machine
+            assert p.poll() is None and time.time() < deadline, log.read_text()
+            time.sleep(0.05)
         p.send_signal(sig)
         p.wait(timeout=120)
     err = log.read_text()
