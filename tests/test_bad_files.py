@@ -230,3 +230,18 @@ def test_truncated_and_corrupt_clips(clips, tmp_path):
     assert tda('data', 'info', fn).returncode == 0
     one_error(tda('data', 'info', '--check', fn), fn, 'reading clip 4 of the train split failed', fix)
     with pytest.raises(TdaError, match="format attribute is 'tda.moving_digits/1'"): MREFDataset(fn, 'train')
+
+
+def test_training_resumes_past_the_temporary_of_a_killed_writer(mref, tmp_path):
+    "What a SIGKILL in the middle of saving a checkpoint leaves is ignored by `--resume`, and removed by the next save."
+    out, cfg = tmp_path/'run', tmp_path/'cfg.yaml'
+    cfg.write_text(yaml.safe_dump({'model': 'hattnet_ctx', 'data': str(mref), 'epochs': 1, 'batch_size': 40,
+                                   'eval_batch_size': 40, 'progress': False, 'out_dir': str(out)}))
+    assert tda('train', cfg).returncode == 0
+    ck = out/'checkpoints'
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    half = ck/f'.last.pt.tmp-{int(dead.stdout)}-0123abcd'  # of a process that has ended (an earlier version's name)
+    half.write_bytes((ck/'last.pt').read_bytes()[:1000])
+    r = tda('train', cfg, '--resume', '--set', 'epochs=2')
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in ck.iterdir()) == ['best.pt', 'last.pt']
