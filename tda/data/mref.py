@@ -453,6 +453,7 @@ def file_params(path) -> dict | None:
     except Exception: return None
 
 def _regen_hint(path, params: dict | None = None) -> str:
+    "What to do about a damaged MNIST Reference file `path`: run the command that makes it again."
     return f"generate it again with `{remake_command(path, params or file_params(path))}`"
 
 # %% ../../nbs/01_data.mref.ipynb #d71721e1
@@ -588,11 +589,13 @@ def verify_mref(path) -> dict:
         for s in (s for s in SPLITS if s in f):
             g = f[s]
             d, q, n = g['digits'][()], g['questions'][()], g['images'].shape[0]
-            d = d[np.argsort(_key(d), kind='stable')]
+            order = np.argsort(_key(d), kind='stable')
+            d = d[order]
             i = np.searchsorted(_key(d), _key(q))  # every question's digit exists (open_mref checked it)
-            bad = {f'{s}/digits rows that repeat an image and slot': np.r_[False, np.diff(_key(d)) == 0],
+            bad = {f'{s}/digits rows that repeat an image and slot': np.zeros(len(d), bool),
                    f'{s}/questions rows whose query or answer is not their digit\'s label or colour':
                    (d['label'][i] != q['query']) | (d['colour'][i] != q['answer'])}
+            bad[f'{s}/digits rows that repeat an image and slot'][order[1:][np.diff(_key(d)) == 0]] = True
             for what, rows in bad.items():
                 if rows.any():
                     raise TdaError(f"{path} has {int(rows.sum())} {what} (the first is row {int(np.argmax(rows))}); "
