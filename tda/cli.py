@@ -18,11 +18,12 @@ import yaml
 
 import tda
 from .core import TdaError, get_settings, read_yaml, run_record, write_json
-from .data.mref import SIZES, VARIANTS, MREFParams, dataset_path, generate_mref, mref_info, mref_params
+from .data.mref import (FORMAT, SIZES, VARIANTS, MREFParams, data_format, dataset_path, generate_mref, mref_info,
+                           mref_params, verify_mref)
 
 # %% auto #0
 __all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'read_recipe', 'recipe_params', 'load_recipe', 'cmd_generate',
-           'cmd_info', 'cmd_show', 'load_train_config', 'cmd_train', 'demo', 'cmd_demo', 'cmd_sweep', 'build_parser',
+           'cmd_show', 'cmd_info', 'load_train_config', 'cmd_train', 'demo', 'cmd_demo', 'cmd_sweep', 'build_parser',
            'main']
 
 # %% ../nbs/06_cli.ipynb #05b139b2
@@ -78,24 +79,43 @@ def cmd_generate(a):
     counts = ', '.join(f"{s} {c['images']} images / {c['questions']} questions" for s, c in mref_info(out)['splits'].items())
     print(f"wrote {out} ({params.variant}, seed {params.seed}: {counts}) in {time.perf_counter() - t:.1f} s")
 
-def cmd_info(a):
-    info = mref_info(a.file)
-    if a.json: print(json.dumps(info, indent=2)); return
-    print(f"{info['path']}: {info['variant'].upper()} ({info['format']}, generator {info['generator_version']}), "
-          f"seed {info['seed']}, images {'x'.join(map(str, info['image_shape']))}")
-    for s, c in info['splits'].items(): print(f"  {s:5s} {c['images']:6d} images {c['questions']:7d} questions")
-    print(f"  palette: {', '.join(c['name'] for c in info['palette'])}")
-    print(f"  MNIST: {info['mnist_source']}")
-    git = info['run'].get('git') or {}
-    print(f"  made {info['run']['created']} by tda {info['run']['versions'].get('tda')} "
-          f"(git {str(git.get('commit', 'n/a'))[:10]}{' dirty' if git.get('dirty') else ''})")
-    print('  params: ' + json.dumps({k: v for k, v in info['params'].items() if k not in ('palette',)}))
-
 def cmd_show(a):
     from tda.viz import save_mref_grid
     out = Path(a.out) if a.out else Path(a.file).with_name(f"{Path(a.file).stem}_{a.split}.png")
     save_mref_grid(a.file, out, a.split, a.n, seed=a.seed, overwrite=a.overwrite)
     print(f"wrote {out}")
+
+# %% ../nbs/06_cli.ipynb #187d055d
+def _print_mref(info: dict):
+    print(f"{info['path']}: {info['variant'].upper()} ({info['format']}, generator {info['generator_version']}), "
+          f"seed {info['seed']}, images {'x'.join(map(str, info['image_shape']))}")
+    for s, c in info['splits'].items(): print(f"  {s:5s} {c['images']:6d} images {c['questions']:7d} questions")
+    print(f"  palette: {', '.join(str(c['name']) for c in info['palette'])}")
+    print(f"  MNIST: {info['mnist_source']}")
+    run = info['run']
+    git = run.get('git') or {}
+    print(f"  made {run.get('created', '?')} by tda {(run.get('versions') or {}).get('tda')} "
+          f"(git {str(git.get('commit', 'n/a'))[:10]}{' dirty' if git.get('dirty') else ''})")
+    print('  params: ' + json.dumps({k: v for k, v in info['params'].items() if k not in ('palette',)}))
+
+def _print_clips(info: dict):
+    print(f"{info['path']}: moving digits ({info['format']}), clips {'x'.join(map(str, info['clip_shape']))} "
+          f"(frames x height x width), classes {', '.join(map(str, info['classes']))}")
+    for s, c in info['splits'].items(): print(f"  {s:5s} {c['clips']:6d} clips")
+    print('  params: ' + json.dumps(info['params']))
+
+def cmd_info(a):
+    fmt = data_format(a.file)
+    if clips := fmt not in (None, FORMAT):  # perhaps moving digits (tda.data.tasks imports torch: only then)
+        from tda.data import tasks
+        clips = fmt == tasks.CLIP_FORMAT
+    info = tasks.moving_digits_info(a.file) if clips else mref_info(a.file)
+    if a.check: info['check'] = tasks.verify_moving_digits(a.file) if clips else verify_mref(a.file)
+    if a.json:
+        print(json.dumps(info, indent=2))
+        return
+    (_print_clips if clips else _print_mref)(info)
+    if a.check: print("  check: every chunk read, every invariant holds")
 
 # %% ../nbs/06_cli.ipynb #27b8dd79
 def load_train_config(path, overrides: dict | None = None):
@@ -222,8 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--overwrite', action='store_true', help='replace an existing file')
     g.add_argument('--quiet', action='store_true', help='no progress bar')
     g.set_defaults(func=cmd_generate)
-    i = data.add_parser('info', help='splits, counts and parameters of a dataset file')
-    i.add_argument('file'); i.add_argument('--json', action='store_true')
+    i = data.add_parser('info', help='splits, counts and parameters of a dataset file (MREF or moving digits)')
+    i.add_argument('file')
+    i.add_argument('--json', action='store_true')
+    i.add_argument('--check', action='store_true', help='also read every chunk and check every invariant')
     i.set_defaults(func=cmd_info)
     s = data.add_parser('show', help='write a PNG grid of samples with query and answer')
     s.add_argument('file'); s.add_argument('--split', default='test'); s.add_argument('-n', type=int, default=12)
@@ -232,12 +254,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_show)
     return p
 
+def _one_line(e: TdaError) -> str:
+    "The message of `e`; of one a DataLoader worker raised, without the worker's traceback that torch puts before it."
+    msg = str(e)
+    if not (msg.startswith('Caught ') and 'Original Traceback' in msg): return msg
+    lines = msg.rstrip().splitlines()
+    last = max(k for k, line in enumerate(lines) if line.startswith(' '))  # the traceback's last frame
+    return ' '.join(lines[last + 1:]).split(': ', 1)[-1]
+
 def main(argv=None):
     "Entry point of the `tda` command."
     args = build_parser().parse_args(argv)
     try: args.func(args)
     except TdaError as e:
-        print(f"tda: error: {e}", file=sys.stderr)
+        print(f"tda: error: {_one_line(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("tda: interrupted; nothing was left at the final path", file=sys.stderr)

@@ -16,7 +16,9 @@ import os
 import platform
 import random
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,8 +32,9 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['MODELS', 'DATASETS', 'LOSSES', 'METRIC_SETS', 'TdaError', 'Settings', 'find_settings_file', 'get_settings',
-           'outside_nbs', 'seed_everything', 'check_writable', 'atomic_path', 'interrupt_checkpoints', 'write_json',
-           'read_yaml', 'library_versions', 'git_revision', 'run_record', 'Registry']
+           'outside_nbs', 'seed_everything', 'temporary_path', 'temporary_owner', 'remove_stale_temporaries',
+           'check_writable', 'atomic_path', 'write_json', 'read_yaml', 'interrupt_checkpoints', 'library_versions',
+           'git_revision', 'run_record', 'Registry']
 
 # %% ../nbs/00_core.ipynb #7cd4646b
 class TdaError(Exception):
@@ -113,6 +116,44 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
         if deterministic: torch.use_deterministic_algorithms(True, warn_only=True)
     return seed
 
+# %% ../nbs/00_core.ipynb #80bf61fc
+_HOST = re.sub(r'[^A-Za-z0-9.-]', '_', socket.gethostname()) or 'host'
+_TEMP = re.compile(r'\.(?P<target>.+)\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)-[0-9a-f]{8}')
+
+def temporary_path(path) -> Path:
+    "A new temporary name beside `path` that says whose it is: `.NAME.tmp-HOST-PID-RANDOM`."
+    path = Path(path)
+    return path.parent/f".{path.name}.tmp-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+def temporary_owner(path) -> dict | None:
+    "The target, host (None: an earlier version's name) and process id of a temporary name; None for other names."
+    m = _TEMP.fullmatch(Path(path).name)
+    return m and {'target': Path(path).with_name(m['target']), 'host': m['host'], 'pid': int(m['pid'])}
+
+def _running(pid: int) -> bool:
+    "Whether process `pid` of this host exists and is not a zombie."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError): return True
+
+def _remove(p: Path):
+    "Remove the file or folder `p` if it is there."
+    if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+    else: p.unlink(missing_ok=True)
+
+def remove_stale_temporaries(path) -> list[Path]:
+    "Remove the temporaries of `path` whose writer, a process of this host, no longer runs; returns them."
+    path, gone = Path(path), []
+    if not path.parent.is_dir(): return gone
+    for p in path.parent.iterdir():
+        o = temporary_owner(p)
+        if o is None or o['target'] != path or o['host'] not in (None, _HOST) or _running(o['pid']): continue
+        _remove(p)
+        gone.append(p)
+    return gone
+
 # %% ../nbs/00_core.ipynb #d75efd25
 def check_writable(path, overwrite=False, flag='--overwrite'):
     "Raise a `TdaError` if `path` exists and `overwrite` is false."
@@ -121,37 +162,43 @@ def check_writable(path, overwrite=False, flag='--overwrite'):
         raise TdaError(f"{path} already exists; pass overwrite=True ({flag} on the command line) to replace it, or choose another path.")
     return path
 
+_LIVE = set()  # the temporaries this process is writing
+
+def _end_by_sigterm(signum, frame):
+    "Remove this process's temporaries, then end by SIGTERM as the default action does."
+    for t in list(_LIVE):
+        if temporary_owner(t)['pid'] == os.getpid(): _remove(t)  # a forked child inherits the set, not the files
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+@contextlib.contextmanager
+def _sigterm_removes_temporaries():
+    "Within the block SIGTERM first removes the temporaries, if it has its default action (else it is left alone)."
+    mine = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if mine: signal.signal(signal.SIGTERM, _end_by_sigterm)
+    try: yield
+    finally:
+        if mine: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
 @contextlib.contextmanager
 def atomic_path(path, overwrite=False):
-    "Yield a temporary path beside `path`; rename it to `path` when the block succeeds."
+    """Yield a temporary path beside `path` (the block writes a file or a folder there); rename it to `path` when the
+    block succeeds. An error, Ctrl-C or SIGTERM removes it; the temporaries of killed processes are removed first."""
     path = check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent/f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    remove_stale_temporaries(path)
+    tmp = temporary_path(path)
+    _LIVE.add(tmp)
     try:
-        yield tmp
-        if not tmp.exists(): raise RuntimeError(f"nothing was written to the temporary file for {path}")
-        os.replace(tmp, path)
+        with _sigterm_removes_temporaries():
+            yield tmp
+            if not tmp.exists(): raise RuntimeError(f"nothing was written to the temporary file for {path}")
+            os.replace(tmp, path)
     finally:
-        if tmp.exists(): tmp.unlink()
+        _remove(tmp)
+        _LIVE.discard(tmp)
 
-@contextlib.contextmanager
-def interrupt_checkpoints():
-    """Within the block, Ctrl-C (SIGINT) is recorded and raised as `KeyboardInterrupt` by the yielded `check()`, at
-    points where it is safe. Python raises a Ctrl-C wherever the main thread happens to be, including weakref callbacks
-    and `__del__`, where the exception is printed and swallowed, so a long job could run on to its end. Outside the
-    main thread the block runs unchanged (`check` does nothing)."""
-    hit = []
-    def check():
-        if hit: raise KeyboardInterrupt
-    if threading.current_thread() is not threading.main_thread():
-        yield check
-        return
-    old = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
-    try:
-        yield check
-        check()
-    finally: signal.signal(signal.SIGINT, old)
-
+# %% ../nbs/00_core.ipynb #62514c7c
 def write_json(path, obj, overwrite=True):
     "Write `obj` as indented JSON, atomically."
     with atomic_path(path, overwrite) as tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=str) + '\n')
@@ -166,6 +213,27 @@ def read_yaml(path, what: str = 'file', hint: str = '') -> dict:
     except yaml.YAMLError as e: raise TdaError(f"{what} {path} is not valid YAML: {e}") from None
     if not isinstance(d, dict): raise TdaError(f"{what} {path} must be a mapping of names to values.")
     return d
+
+# %% ../nbs/00_core.ipynb #ee9526b4
+@contextlib.contextmanager
+def interrupt_checkpoints():
+    """Within the block, Ctrl-C (SIGINT) is recorded and raised as `KeyboardInterrupt` by the yielded `check()`, at
+    points where it is safe. Python raises a Ctrl-C wherever the main thread happens to be, including weakref callbacks
+    and `__del__`, where the exception is printed and swallowed, so a long job could run on to its end. Outside the
+    main thread, or where SIGINT is ignored (a background job of a script, `nohup ... &`), the block runs unchanged
+    (`check` does nothing)."""
+    hit = []
+    def check():
+        if hit: raise KeyboardInterrupt
+    old = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or old in (signal.SIG_IGN, None):
+        yield check
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    try:
+        yield check
+        check()
+    finally: signal.signal(signal.SIGINT, old)
 
 # %% ../nbs/00_core.ipynb #304c2229
 _DISTS = ('tda', 'numpy', 'h5py', 'pillow', 'torch', 'torchvision', 'accelerate', 'timm', 'torchmetrics',

@@ -164,6 +164,15 @@ def check_sweep(sw: Sweep) -> list[SweepRun]:
     if dup: raise TdaError(f"sweep {sw.name}: several runs share the id(s) {dup}; make every run's parameters differ.")
     return runs
 
+_NAME = re.compile(r'[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*')  # one folder: no '/', not '.' or '..', not hidden
+
+def _folder_name(name: str) -> str:
+    "`name` if it can name the sweep's folder inside the runs folder; else a `TdaError`."
+    if not _NAME.fullmatch(name):
+        raise TdaError(f"sweep name {name!r} must be a folder name of letters, digits and . _ + = , - that does not "
+                       f"start with a dot; change `name:` (or the file name).")
+    return name
+
 def load_sweep(path) -> Sweep:
     "Read and check the sweep file `path`."
     path = Path(path)
@@ -172,8 +181,7 @@ def load_sweep(path) -> Sweep:
     if bad: raise TdaError(f"sweep file {path}: unknown key(s) {bad}; the keys are {', '.join(SWEEP_KEYS)}.")
     if 'notebook' not in d: raise TdaError(f"sweep file {path} names no `notebook:`; e.g. notebook: mref_table1.ipynb.")
     name = str(d.get('name') or path.name.removesuffix('.yaml').removesuffix('.yml').removesuffix('.sweep'))
-    if not re.fullmatch(r'[A-Za-z0-9._+=,-]+', name):
-        raise TdaError(f"sweep name {name!r} must be a folder name of letters, digits and . _ + = , -")
+    _folder_name(name)
     sw = Sweep(name, find_notebook(d['notebook'], path.parent), **{k: d[k] for k in SWEEP_KEYS[2:] if k in d and d[k] is not None},
                source=path.resolve())
     if 'output_parameter' in d: sw.output_parameter = d['output_parameter']
@@ -182,8 +190,8 @@ def load_sweep(path) -> Sweep:
 
 # %% ../nbs/07_sweep.ipynb #db588798
 def sweep_dir(sw: Sweep, out=None) -> Path:
-    "Where the runs of `sw` go: `out`, or `<runs_dir>/<name>`."
-    d = (Path(out).expanduser() if out else get_settings().runs_dir/sw.name).resolve()
+    "Where the runs of `sw` go: `out`, or `<runs_dir>/<name>` (never outside it: a `Sweep` may be made in Python)."
+    d = (Path(out).expanduser() if out else get_settings().runs_dir/_folder_name(sw.name)).resolve()
     outside_nbs(d, 'the sweep folder')
     return d
 

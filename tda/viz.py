@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import atomic_path
-from .data.mref import open_mref
+from .data.mref import h5_errors, open_mref
 
 # %% auto #0
 __all__ = ['MODEL_LABELS', 'mref_grid', 'save_mref_grid', 'scale_bin_labels', 'plot_accuracy_per_scale', 'plot_pr_curves',
@@ -31,7 +31,8 @@ def mref_grid(path, split: str = 'test', n: int = 12, cols: int = 6, seed: int =
         q, digits = g['questions'][()], g['digits'][()]
         n = min(n, len(q))
         pick = np.sort(np.random.default_rng(seed).choice(len(q), n, replace=False))
-        imgs = {int(j): g['images'][int(j)] for j in np.unique(q['image'][pick])}
+        with h5_errors(path, f'the images of the {split} split'):
+            imgs = {int(j): g['images'][int(j)] for j in np.unique(q['image'][pick])}
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.3 * rows + 0.4), squeeze=False, layout='constrained')
     for ax in axes.flat: ax.axis('off')

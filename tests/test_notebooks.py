@@ -1,4 +1,5 @@
 "The tests inside the library notebooks (nbs/*.ipynb), run as nbdev-test runs them."
+import signal
 
 import pytest
 from nbdev.config import get_config
@@ -13,5 +14,7 @@ NOTEBOOKS = sorted((REPO/'nbs').glob('[0-9]*.ipynb'))
 def test_notebook(nb, env_paths, monkeypatch):
     monkeypatch.chdir(REPO)
     flags = get_config().tst_flags
-    ok, _ = run_notebook(nb, skip_flags=flags.split() if isinstance(flags, str) else flags)
+    sigint = signal.getsignal(signal.SIGINT)  # nbdev's test_nb installs its own Ctrl-C handler and leaves it there
+    try: ok, _ = run_notebook(nb, skip_flags=flags.split() if isinstance(flags, str) else flags)
+    finally: signal.signal(signal.SIGINT, sigint)
     assert ok, f"{nb.name} failed; run `nbdev-test {nb.relative_to(REPO)}` to see the cell"

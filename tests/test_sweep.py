@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,6 +23,17 @@ def tda(*args, **kw):
 def write(path, text):
     path.write_text(text)
     return path
+
+
+def working_in(folder) -> list[int]:
+    "The processes whose working folder is `folder` or lies inside it (papermill runs a notebook's kernel in its run)."
+    found = []
+    for p in Path('/proc').iterdir():
+        try:
+            if p.name.isdigit() and (folder == (cwd := Path(os.readlink(p/'cwd'))) or folder in cwd.parents):
+                found.append(int(p.name))
+        except OSError: pass  # gone, or not ours to see
+    return found
 
 
 @pytest.fixture
@@ -95,7 +107,9 @@ grid: {{seed: [3, 4]}}
         time.sleep(0.05)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    time.sleep(2)  # the orphaned kernel notices its parent is gone
+    deadline = time.time() + 120  # the orphaned kernel notices its parent is gone (however busy the machine)
+    while working_in(root/'seed=3') and time.time() < deadline: time.sleep(0.1)
+    assert not working_in(root/'seed=3'), 'the kernel of the killed run is still running'
     assert not (root/'seed=3'/'status.json').exists()
     rep = run_sweep(sweep, progress=False, collect=False)
     assert rep['rerun'] == ['seed=3'] and rep['done'] == ['seed=3', 'seed=4'] and rep['failed'] == []
@@ -104,12 +118,26 @@ grid: {{seed: [3, 4]}}
 
 
 def test_bad_sweeps_are_refused_before_anything_runs(tmp_path, env_paths):
+    "Run in the checkout, where a notebook of nbs/experiments/ is found by its name (from any other folder it is not)."
     sweep = write(tmp_path/'bad.sweep.yaml', "notebook: mref_table1\nparameters: {epochs: 1}\ngrid: {sed: [0, 1]}\n")
-    r = tda('sweep', sweep, env=os.environ)
+    r = tda('sweep', sweep, env=os.environ, cwd=REPO)
     assert r.returncode == 2 and "no parameter(s) ['sed']" in r.stderr and 'Traceback' not in r.stderr
     assert not (env_paths/'runs').exists()
-    r = tda('sweep', write(tmp_path/'bad2.sweep.yaml', "notebook: mref_table1\nparameters: {epochs: three}\n"), env=os.environ)
+    bad2 = write(tmp_path/'bad2.sweep.yaml', "notebook: mref_table1\nparameters: {epochs: three}\n")
+    r = tda('sweep', bad2, env=os.environ, cwd=REPO)
     assert r.returncode == 2 and 'epochs is a number' in r.stderr
+
+
+def test_a_sweep_never_writes_outside_the_runs_folder(tmp_path, env_paths):
+    "A sweep named '..' would run in the runs folder's parent: a name is one plain folder, and is refused otherwise."
+    nb = EXPERIMENTS/'make_datasets.ipynb'
+    files = [(name, write(tmp_path/f'{k}.sweep.yaml', f"name: '{name}'\nnotebook: {nb}\n"))
+             for k, name in enumerate(['..', '.', '.hidden', 'a/b'])]
+    files.append(('..', write(tmp_path/'...sweep.yaml', f"notebook: {nb}\n")))  # named after its file
+    for name, sweep in files:
+        r = tda('sweep', sweep, '--dry-run', env=os.environ)
+        assert r.returncode == 2 and f"sweep name '{name}' must be a folder name" in r.stderr, r.stdout + r.stderr
+    assert not (env_paths/'runs').exists() and not (env_paths/'sweep.json').exists()
 
 
 def test_show_lists_a_notebooks_parameters():

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..core import DATASETS
-from .mref import open_mref
+from .mref import h5_errors, open_mref
 
 # %% auto #0
 __all__ = ['QuestionsByImage', 'MREFDataset']
@@ -62,8 +62,9 @@ class MREFDataset(Dataset):
             self.device = torch.device(device) if device is not None else None
             self._images = self._instances = None
             if in_memory or self.device is not None:
-                self._images = torch.from_numpy(g['images'][()]).to(self.device or 'cpu')
-                self._instances = torch.from_numpy(g['instances'][()]).to(self.device or 'cpu')
+                with h5_errors(self.path, f'the images of the {split} split'):
+                    self._images = torch.from_numpy(g['images'][()]).to(self.device or 'cpu')
+                    self._instances = torch.from_numpy(g['instances'][()]).to(self.device or 'cpu')
         # the scale of each question's digit, looked up by (image, slot)
         dkey = digits['image'].astype(np.int64) * 256 + digits['slot']
         order = np.argsort(dkey)
@@ -85,9 +86,10 @@ class MREFDataset(Dataset):
         if self._images is not None:
             ids = image_ids.to(self._images.device)
             return self._images.index_select(0, ids), self._instances.index_select(0, ids)
-        g = self._file()[self.split]
         u, inv = np.unique(image_ids.numpy(), return_inverse=True)  # h5py reads increasing indices
-        return torch.from_numpy(g['images'][u][inv]), torch.from_numpy(g['instances'][u][inv])
+        with h5_errors(self.path, f'images {u[0]}-{u[-1]} of the {self.split} split'):  # a corrupt chunk: one clear error
+            g = self._file()[self.split]
+            return torch.from_numpy(g['images'][u][inv]), torch.from_numpy(g['instances'][u][inv])
 
     def batch(self, indices) -> dict:
         "The questions `indices` as one dict of batched tensors: one gather of the images, one conversion."

@@ -8,19 +8,17 @@ Docs: https://tda-developers.github.io/tda/data.imagefolder.html.md"""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..core import DATASETS, TdaError, run_record
+from ..core import DATASETS, TdaError, atomic_path, run_record
+from .mref import h5_errors, open_mref
 
 # %% auto #0
 __all__ = ['MEAN', 'STD', 'AUGMENTATIONS', 'eval_transform', 'train_transform', 'eval_geometry', 'ImageFolderDataset',
@@ -106,10 +104,11 @@ def mref_crops(source, out, size: int = 64, context: float = 2.0, overwrite: boo
     if out.exists():
         if not overwrite: raise TdaError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it, or choose another folder.")
         if not (out/'annotations.json').is_file(): raise TdaError(f"{out} is not a folder mref_crops made; not replacing it.")
-    tmp = out.parent/f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        ann = {'format': 'tda.imagefolder/1', 'source': str(source.resolve()), 'size': size, 'context': context, 'splits': {}}
-        with h5py.File(source, 'r') as f:
+    ann = {'format': 'tda.imagefolder/1', 'source': str(source.resolve()), 'size': size, 'context': context,
+           'splits': {}}
+    with atomic_path(out, overwrite=True) as tmp:  # a folder: removed on an error, Ctrl-C or SIGTERM, or when stale
+        tmp.mkdir()
+        with open_mref(source) as f:  # checked: format, attributes, tables
             splits = [s for s in ('train', 'val', 'test') if s in f]
             total = sum(len(f[s]['digits']) for s in splits)
             bar = tqdm(total=total, desc=f"crops -> {out.name}", unit='img', disable=not progress)
@@ -117,7 +116,8 @@ def mref_crops(source, out, size: int = 64, context: float = 2.0, overwrite: boo
                 g, rows = f[split], {}
                 images, instances, digits = g['images'], g['instances'], g['digits'][()]
                 for k, d in enumerate(digits):
-                    img, inst = images[int(d['image'])], instances[int(d['image'])]
+                    with h5_errors(source, f"image {int(d['image'])} of the {split} split"):
+                        img, inst = images[int(d['image'])], instances[int(d['image'])]
                     y0, x0, y1, x1 = (int(v) for v in d['box'])
                     side = max(1, round(max(y1 - y0, x1 - x0) * context))
                     cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
@@ -139,9 +139,6 @@ def mref_crops(source, out, size: int = 64, context: float = 2.0, overwrite: boo
         ann['run'] = run_record({'source': str(source), 'size': size, 'context': context})
         (tmp/'annotations.json').write_text(json.dumps(ann))
         if out.exists(): shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp)
     return out
 
 # %% ../../nbs/01_data.imagefolder.ipynb #2b0496e0

@@ -7,8 +7,10 @@ Docs: https://tda-developers.github.io/tda/data.tasks.html.md"""
 # %% ../../nbs/01_data.tasks.ipynb #6e725698
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import shlex
 from pathlib import Path
 
 import h5py
@@ -20,10 +22,11 @@ from tqdm.auto import tqdm
 
 from ..core import DATASETS, TdaError, atomic_path, interrupt_checkpoints, run_record
 from .mnist import load_mnist
-from .mref import open_mref
+from .mref import file_params, h5_errors, open_h5, open_mref
 
 # %% auto #0
-__all__ = ['CLIP_FORMAT', 'MREFObjectsDataset', 'direction_names', 'make_moving_digits', 'MovingDigitsDataset']
+__all__ = ['CLIP_FORMAT', 'MREFObjectsDataset', 'direction_names', 'make_moving_digits', 'remake_clips_command',
+           'open_moving_digits', 'moving_digits_info', 'verify_moving_digits', 'MovingDigitsDataset']
 
 # %% ../../nbs/01_data.tasks.ipynb #68d63fd0
 @DATASETS.register('mref_objects')
@@ -36,7 +39,8 @@ class MREFObjectsDataset(Dataset):
         with open_mref(self.path, split) as f:
             g = f[split]
             digits, n = g['digits'][()], g['images'].shape[0]
-            self._images = g['images'][()] if in_memory else None
+            with h5_errors(self.path, f'the images of the {split} split'):
+                self._images = g['images'][()] if in_memory else None
             self.image_shape = tuple(g['images'].shape[1:3])
         order = np.argsort(digits['image'], kind='stable')
         self.digits = digits[order]
@@ -51,8 +55,10 @@ class MREFObjectsDataset(Dataset):
 
     def _image(self, i):
         if self._images is not None: return self._images[i]
-        if self._h5 is None or self._pid != os.getpid(): self._h5, self._pid = h5py.File(self.path, 'r'), os.getpid()
-        return self._h5[self.split]['images'][i]
+        with h5_errors(self.path, f'image {i} of the {self.split} split'):  # a corrupt chunk: one clear error
+            if self._h5 is None or self._pid != os.getpid():  # a DataLoader worker opens its own handle
+                self._h5, self._pid = h5py.File(self.path, 'r'), os.getpid()
+            return self._h5[self.split]['images'][i]
 
     def targets(self, i: int) -> dict:
         "Image `i`'s digits: boxes (n, 4) x0 y0 x1 y1, labels (n,)."
@@ -139,16 +145,78 @@ def make_moving_digits(path, train: int = 512, val: int = 128, test: int = 128, 
     bar.close()
     return path
 
+# %% ../../nbs/01_data.tasks.ipynb #ff710505
+_CLIP_DEFAULTS = {k: p.default for k, p in inspect.signature(make_moving_digits).parameters.items()
+                  if k not in ('path', 'overwrite', 'progress')}
+
+def remake_clips_command(path, params: dict | None = None) -> str:
+    "The `tda data generate` command that writes the moving-digits file `path` with `params` (a file's `params`)."
+    out = f"--out {shlex.quote(str(path))} --overwrite"
+    if not isinstance(params, dict) or not set(params) <= set(_CLIP_DEFAULTS):
+        return f"tda data generate data_gen/moving_digits_smoke.yaml ... {out}"  # the arguments are unknown
+    base = json.loads(json.dumps(_CLIP_DEFAULTS))
+    sets = [f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in params.items() if k != 'seed' and v != base[k]]
+    seed = [f"--seed {params['seed']}"] if params.get('seed') else []
+    return ' '.join(['tda data generate --set dataset=moving_digits', *seed, *sets, out])
+
+def _clips_hint(path) -> str: return f"make it again with `{remake_clips_command(path, file_params(path))}`"
+
+def _clips_problem(f, split: str | None) -> str | None:
+    "What is wrong with the attributes of the open moving-digits file `f` and split `split` (all if None), or None."
+    if missing := [a for a in ('params', 'classes', 'run') if a not in f.attrs]:
+        return f"lacks the attribute(s) {missing}"
+    params, classes, run = (json.loads(f.attrs[k]) for k in ('params', 'classes', 'run'))
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        return "has a classes attribute that is not a list of names"
+    if not (isinstance(params, dict) and isinstance(run, dict)):
+        return "has a params or run attribute that is not a record"
+    present = [s for s in _SPLIT_IDS if s in f]
+    if not present: return f"holds no split ({', '.join(_SPLIT_IDS)})"
+    for s in ([split] if split else present):
+        g = f[s]
+        lost = [k for k in ('clips', 'labels', 'digits')
+                if not isinstance(g, h5py.Group) or not isinstance(g.get(k), h5py.Dataset)]
+        if lost: return f"lacks the dataset(s) {', '.join(f'{s}/{k}' for k in lost)}"
+        c, labels, digits = g['clips'], g['labels'][()], g['digits'][()]
+        if c.ndim != 4 or c.dtype != np.uint8: return f"has {s}/clips of {c.dtype} {c.shape}, not uint8 (N, T, H, W)"
+        if labels.shape != (len(c),) or digits.shape != (len(c),):
+            return f"has {s}/labels {labels.shape} and {s}/digits {digits.shape}, not one per clip ({len(c)})"
+        bad = {f'{s}/labels that are not a class (0-{len(classes) - 1})': (labels < 0) | (labels >= len(classes)),
+               f'{s}/digits that are not a digit': (digits < 0) | (digits > 9)}
+        for what, rows in bad.items():
+            if rows.any(): return f"has {int(rows.sum())} {what} (the first is row {int(np.argmax(rows))})"
+    return None
+
+def open_moving_digits(path, split: str | None = None) -> h5py.File:
+    "Open a moving-digits file read-only after checking its format, attributes and split `split` (every split if None)."
+    make = 'make one with `tda data generate data_gen/moving_digits_smoke.yaml`'
+    return open_h5(path, CLIP_FORMAT, 'a moving-digits file', make, split, _clips_problem, lambda: _clips_hint(path))
+
+def moving_digits_info(path) -> dict:
+    "Splits, clip counts and arguments of a moving-digits file."
+    with open_moving_digits(path) as f, h5_errors(path, 'its attributes', lambda: _clips_hint(path)):
+        return {'path': str(path), 'format': f.attrs['format'], 'classes': json.loads(f.attrs['classes']),
+                'splits': {s: {'clips': len(f[s]['clips'])} for s in _SPLIT_IDS if s in f},
+                'clip_shape': list(next(f[s]['clips'].shape[1:] for s in _SPLIT_IDS if s in f)),
+                'params': json.loads(f.attrs['params']), 'run': json.loads(f.attrs['run'])}
+
+def verify_moving_digits(path) -> dict:
+    "Read every clip of a moving-digits file after the checks of `open_moving_digits`; the clips per split."
+    with open_moving_digits(path) as f:
+        for s in (s for s in _SPLIT_IDS if s in f):
+            for i in range(len(f[s]['clips'])):
+                with h5_errors(path, f'clip {i} of the {s} split', lambda: _clips_hint(path)): f[s]['clips'][i]
+        return {s: {'clips': len(f[s]['clips'])} for s in _SPLIT_IDS if s in f}
+
+# %% ../../nbs/01_data.tasks.ipynb #89cfd6ba
 @DATASETS.register('moving_digits')
 class MovingDigitsDataset(Dataset):
     "One split of a moving-digits file: `video` (3, T, H, W), `label` (direction of motion), `digit`, `index`."
     def __init__(self, path, split: str = 'train'):
         self.path, self.split = Path(path), split
-        if not self.path.is_file(): raise TdaError(f"{self.path} does not exist; make it with tda.data.tasks.make_moving_digits.")
-        with h5py.File(self.path, 'r') as f:
-            if f.attrs.get('format') != CLIP_FORMAT: raise TdaError(f"{self.path} is not a moving-digits file (format {CLIP_FORMAT}).")
-            if split not in f: raise TdaError(f"{self.path} has no split {split!r}; it has {', '.join(f)}.")
-            self.clips, self.labels, self.digits = (f[split][k][()] for k in ('clips', 'labels', 'digits'))
+        with open_moving_digits(self.path, split) as f:
+            with h5_errors(self.path, f'the clips of the {split} split', lambda: _clips_hint(self.path)):
+                self.clips, self.labels, self.digits = (f[split][k][()] for k in ('clips', 'labels', 'digits'))
             self.classes, self.params = json.loads(f.attrs['classes']), json.loads(f.attrs['params'])
 
     def __len__(self): return len(self.labels)
@@ -158,4 +226,6 @@ class MovingDigitsDataset(Dataset):
         return {'video': clip[None].expand(3, -1, -1, -1).contiguous(), 'label': torch.tensor(int(self.labels[i])),
                 'digit': torch.tensor(int(self.digits[i])), 'index': torch.tensor(i % len(self))}
 
-    def __repr__(self): return f"MovingDigitsDataset({self.path.name!r}, {self.split!r}: {len(self)} clips of {self.params['frames']} frames)"
+    def __repr__(self):
+        frames = self.clips.shape[1]
+        return f"MovingDigitsDataset({self.path.name!r}, {self.split!r}: {len(self)} clips of {frames} frames)"

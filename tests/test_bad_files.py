@@ -1,0 +1,247 @@
+"""Damaged, incomplete and foreign data files, made on purpose from real ones: every reader, `tda data info [--check]`
+and `tda train` end in one clear error that names the file, what is wrong and the command that makes the file again."""
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from tda.core import TdaError
+from tda.data.dataset import MREFDataset
+from tda.data.imagefolder import mref_crops
+from tda.data.mref import SPLITS, mref_info, verify_mref
+from tda.data.tasks import MovingDigitsDataset, MREFObjectsDataset, make_moving_digits, verify_moving_digits
+
+
+def tda(*args):
+    cmd = [sys.executable, '-m', 'tda.cli', *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def one_error(r, *words, alone=True) -> str:
+    "The command failed with one `tda: error:` line that holds every word (`alone`: and nothing else on stderr)."
+    lines = r.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith('tda: error: ')]
+    assert r.returncode == 2 and len(errors) == 1 and 'Traceback' not in r.stderr, (r.returncode, r.stderr)
+    assert not alone or len(lines) == 1, r.stderr
+    for w in words: assert str(w) in errors[0], (w, errors[0])
+    return errors[0]
+
+
+def remade(msg: str) -> str:
+    "The command a message gives as the fix (between backticks)."
+    return msg.split('`')[-2]
+
+
+@pytest.fixture
+def mref(datasets, tmp_path):
+    "A copy of the session's tiny MREF file, to damage (the shared file is never touched)."
+    return Path(shutil.copy(datasets['mref'], tmp_path/'mref.h5'))
+
+
+def edit(fn, change):
+    with h5py.File(fn, 'r+') as f: change(f)
+    return fn
+
+
+def zero_chunk(fn, name, index):
+    "Overwrite the middle of the compressed chunk of dataset `name` at `index` with zeros."
+    with h5py.File(fn) as f:
+        c = f[name].id.get_chunk_info_by_coord((index,) + (0,) * (f[name].ndim - 1))
+    with open(fn, 'r+b') as b:
+        b.seek(c.byte_offset + c.size // 2)
+        b.write(bytes(min(64, c.size // 2)))
+    return fn
+
+
+def set_rows(name, field, value, rows=slice(0, 1)):
+    def change(f):
+        t = f[name][()]
+        t[field][rows] = value
+        f[name][...] = t
+    return change
+
+
+def shorter_instances(f):
+    inst = f['train/instances'][()]
+    del f['train/instances']
+    f.create_dataset('train/instances', data=inst[:-1], chunks=(1,) + inst.shape[1:], compression='gzip')
+
+
+def delete(*names):
+    def change(f):
+        for n in names: del f[n]
+    return change
+
+
+DAMAGE = {  # name: (change, the split to open, what the error says)
+    'no_questions': (delete('train/questions'), 'train', 'lacks the dataset(s) train/questions'),
+    'no_images': (delete('val/images'), 'val', 'lacks the dataset(s) val/images'),
+    'no_palette': (lambda f: f.attrs.__delitem__('palette'), 'test', "lacks the attribute(s) ['palette']"),
+    'no_splits': (delete(*SPLITS), None, 'holds no split (train, val, test)'),
+    'answer_out_of_range': (set_rows('train/questions', 'answer', 9), 'train', 'answer is not a palette index (0-4)'),
+    'query_out_of_range': (set_rows('test/questions', 'query', 12), 'test', 'query is not a digit'),
+    'question_about_no_digit': (set_rows('val/questions', 'slot', 15), 'val', 'rows about no digit of val/digits'),
+    'instances_shorter_than_images': (shorter_instances, 'train', 'of uint8 (23, 100, 100), not uint8 (24, 100, 100)'),
+    'digit_of_no_image': (set_rows('test/digits', 'image', 99), 'test', 'rows whose image is not one of the 8 images'),
+}
+
+
+@pytest.mark.parametrize('name', DAMAGE)
+def test_damaged_file_is_one_clear_error(mref, name):
+    change, split, says = DAMAGE[name]
+    fn = edit(mref, change)
+    fix = 'tda data generate --variant mref --size smoke --seed 7'  # rebuilt from the parameters the file records
+    if split is not None:
+        with pytest.raises(TdaError) as e: MREFDataset(fn, split)
+        assert str(fn) in str(e.value) and says in str(e.value) and fix in str(e.value), e.value
+        with pytest.raises(TdaError, match='tda data generate'): MREFObjectsDataset(fn, split)
+    one_error(tda('data', 'info', fn), fn, says, fix, '--overwrite')
+
+
+def test_the_fix_makes_the_file_again(mref, datasets, tmp_path):
+    "The command an error gives, run as given, writes the file again: the same arrays as the undamaged one."
+    msg = one_error(tda('data', 'info', edit(mref, delete('train/questions'))), 'train/questions')
+    cmd = shlex.split(remade(msg))
+    assert cmd[:3] == ['tda', 'data', 'generate'] and cmd[-3:] == ['--out', str(mref), '--overwrite']
+    r = tda(*cmd[1:], '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert verify_mref(mref) == verify_mref(datasets['mref'])
+    with h5py.File(mref) as a, h5py.File(datasets['mref']) as b:
+        for s in SPLITS:
+            for k in ('images', 'instances', 'digits', 'questions'):
+                assert np.array_equal(a[s][k][()], b[s][k][()]), (s, k)
+
+
+def test_corrupt_chunk_is_found_when_read_and_by_check(mref, tmp_path):
+    fn = zero_chunk(mref, 'test/images', 3)
+    assert tda('data', 'info', fn).returncode == 0  # opening reads no image: it stays cheap
+    one_error(tda('data', 'info', '--check', fn), fn, 'reading image 3 of the test split failed', '--seed 7')
+    ds = MREFDataset(fn, 'test')
+    bad = [i for i in range(len(ds)) if int(ds.questions['image'][i]) == 3]
+    ds[bad[0] - 1]  # the other images read
+    with pytest.raises(TdaError, match='reading image 3 of the test split failed'): ds[bad[0]]
+    with pytest.raises(TdaError, match='is corrupt'): MREFDataset(fn, 'test', in_memory=True)
+    with pytest.raises(TdaError, match='is corrupt'): MREFObjectsDataset(fn, 'test')
+    with pytest.raises(TdaError, match='reading image 3 of the test split'):
+        mref_crops(fn, tmp_path/'crops', progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['mref.h5']  # no crops folder, whole or half
+
+
+@pytest.mark.parametrize('change, says', [
+    (lambda f: f['train/instances'].__setitem__((0, 0, 0), 200), 'image 0 of the train split has instance ids [200]'),
+    (set_rows('val/questions', 'answer', 0, slice(None)), 'not their digit\'s label or colour'),
+], ids=['stray_instance', 'wrong_answer'])
+def test_check_finds_what_opening_cannot(mref, change, says):
+    "Values that are in range but wrong: only the full read of --check sees them."
+    fn = edit(mref, change)
+    assert tda('data', 'info', fn).returncode == 0
+    one_error(tda('data', 'info', '--check', fn), fn, says, 'tda data generate --variant mref')
+
+
+def h5py_trips(x) -> bool:
+    "Whether plain h5py raises on reading the tables, shapes and palette of the file `x`."
+    try:
+        with h5py.File(x) as f:
+            for s in SPLITS: f[s]['questions'][()], f[s]['images'].shape
+            json.loads(f.attrs['palette'])
+    except Exception: return True
+    return False
+
+
+def test_flipped_header_byte(mref, tmp_path):
+    """Flip every fourth byte of the first 2 KB (the superblock, the root group, its attributes, the first object
+    headers): the readers raise nothing but a `TdaError`, and the first flip that makes plain h5py raise is one error
+    line of `tda data info`."""
+    good, first = mref.read_bytes(), None
+    x = tmp_path/'x.h5'
+    for off in range(0, 2048, 4):
+        b = bytearray(good)
+        b[off] ^= 0xff
+        x.write_bytes(b)
+        for read in (lambda: mref_info(x), lambda: MREFDataset(x, 'train'), lambda: MREFDataset(x, 'test')):
+            try: read()
+            except TdaError as e: assert str(x) in str(e)
+        if first is None and h5py_trips(x): first = off
+    assert first is not None
+    b = bytearray(good)
+    b[first] ^= 0xff
+    x.write_bytes(b)
+    one_error(tda('data', 'info', x), x)
+
+
+def test_temporary_file_is_named_as_such(mref):
+    t = mref.with_name(f'.mref.h5.tmp-{os.uname().nodename}-4242-0123abcd')
+    shutil.copy(mref, t)
+    one_error(tda('data', 'info', t), 'temporary file of an unfinished write', mref.name)
+
+
+def test_training_on_damaged_files(mref, tmp_path):
+    "Out-of-range answers stop `tda train` before it starts; a corrupt chunk a worker reads mid-epoch: one error line."
+    cfg = tmp_path/'cfg.yaml'
+    cfg.write_text(yaml.safe_dump({'model': 'hattnet_ctx', 'data': str(mref), 'epochs': 1, 'batch_size': 40,
+                                   'eval_batch_size': 40, 'progress': False}))
+    bad = edit(Path(shutil.copy(mref, tmp_path/'answers.h5')), set_rows('train/questions', 'answer', 200, slice(5, 9)))
+    r = tda('train', cfg, '--set', f'data={bad}', '--set', f'out_dir={tmp_path/"a"}')
+    one_error(r, bad, '4 train/questions rows whose answer is not a palette index (0-4) (the first is row 5)',
+              alone=False)
+    for j in range(24): zero_chunk(mref, 'train/images', j)
+    r = tda('train', cfg, '--set', 'dataset_args={}', '--set', 'num_workers=2', '--set', f'out_dir={tmp_path/"c"}')
+    one_error(r, mref, 'of the train split failed', 'tda data generate --variant mref', alone=False)
+
+
+@pytest.fixture
+def clips(tmp_path):
+    return make_moving_digits(tmp_path/'clips.h5', train=6, val=2, test=2, seed=5, progress=False)
+
+
+@pytest.mark.parametrize('change, says', [
+    (delete('train/labels'), 'lacks the dataset(s) train/labels'),
+    (lambda f: f.attrs.__delitem__('classes'), "lacks the attribute(s) ['classes']"),
+    (lambda f: f['train/labels'].__setitem__(1, 7), '1 train/labels that are not a class (0-3) (the first is row 1)'),
+    (lambda f: f.attrs.__setitem__('format', 'tda.mref/1'), "is not a moving-digits file"),
+], ids=['no_labels', 'no_classes', 'label_out_of_range', 'foreign'])
+def test_damaged_clips_are_one_clear_error(clips, change, says):
+    fn = edit(clips, change)
+    with pytest.raises(TdaError) as e: MovingDigitsDataset(fn, 'train')
+    assert str(fn) in str(e.value) and says in str(e.value), e.value
+    foreign = 'not a moving' in says  # `tda data info` reads it as what it claims to be, and says what it lacks
+    one_error(tda('data', 'info', fn), fn, 'lacks the attribute(s)' if foreign else says)
+
+
+def test_truncated_and_corrupt_clips(clips, tmp_path):
+    assert verify_moving_digits(clips) == {'train': {'clips': 6}, 'val': {'clips': 2}, 'test': {'clips': 2}}
+    cut = tmp_path/'cut.h5'
+    cut.write_bytes(clips.read_bytes()[:clips.stat().st_size // 2])
+    with pytest.raises(TdaError, match='truncated'): MovingDigitsDataset(cut, 'test')
+    fn = zero_chunk(clips, 'train/clips', 4)
+    fix = 'tda data generate --set dataset=moving_digits --seed 5 --set train=6'
+    with pytest.raises(TdaError, match='reading the clips of the train split failed') as e:
+        MovingDigitsDataset(fn, 'train')
+    assert fix in str(e.value)
+    assert len(MovingDigitsDataset(fn, 'val')) == 2
+    assert tda('data', 'info', fn).returncode == 0
+    one_error(tda('data', 'info', '--check', fn), fn, 'reading clip 4 of the train split failed', fix)
+    with pytest.raises(TdaError, match="format attribute is 'tda.moving_digits/1'"): MREFDataset(fn, 'train')
+
+
+def test_training_resumes_past_the_temporary_of_a_killed_writer(mref, tmp_path):
+    "What a SIGKILL in the middle of saving a checkpoint leaves is ignored by `--resume`, and removed by the next save."
+    out, cfg = tmp_path/'run', tmp_path/'cfg.yaml'
+    cfg.write_text(yaml.safe_dump({'model': 'hattnet_ctx', 'data': str(mref), 'epochs': 1, 'batch_size': 40,
+                                   'eval_batch_size': 40, 'progress': False, 'out_dir': str(out)}))
+    assert tda('train', cfg).returncode == 0
+    ck = out/'checkpoints'
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    half = ck/f'.last.pt.tmp-{int(dead.stdout)}-0123abcd'  # of a process that has ended (an earlier version's name)
+    half.write_bytes((ck/'last.pt').read_bytes()[:1000])
+    r = tda('train', cfg, '--resume', '--set', 'epochs=2')
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in ck.iterdir()) == ['best.pt', 'last.pt']
