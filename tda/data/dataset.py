@@ -87,8 +87,12 @@ class MREFDataset(Dataset):
             ids = image_ids.to(self._images.device)
             return self._images.index_select(0, ids), self._instances.index_select(0, ids)
         u, inv = np.unique(image_ids.numpy(), return_inverse=True)  # h5py reads increasing indices
-        with h5_errors(self.path, f'images {u[0]}-{u[-1]} of the {self.split} split'):  # a corrupt chunk: one clear error
-            g = self._file()[self.split]
+        g = self._file()[self.split]
+        try: return torch.from_numpy(g['images'][u][inv]), torch.from_numpy(g['instances'][u][inv])
+        except Exception: pass  # a corrupt chunk: find the image it holds, for one clear error
+        for j in u:
+            with h5_errors(self.path, f'image {j} of the {self.split} split'): g['images'][j], g['instances'][j]
+        with h5_errors(self.path, f'images {u[0]}-{u[-1]} of the {self.split} split'):
             return torch.from_numpy(g['images'][u][inv]), torch.from_numpy(g['instances'][u][inv])
 
     def batch(self, indices) -> dict:
