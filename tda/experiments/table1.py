@@ -8,6 +8,7 @@ Docs: https://tda-developers.github.io/tda/experiments.table1.html.md"""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -16,17 +17,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoint import load_checkpoint
 from ..core import MODELS, TdaError, atomic_path, run_record, write_json
 from ..data.dataset import MREFDataset
 from ..data.mref import ensure_dataset
-from ..models.pretrained import load_pretrained, pretrained_cards
+from ..models.pretrained import interim_results, load_pretrained, pretrained_cards
 from ..train import TrainConfig, config_diff, data_loader, evaluate, load_best, resolve_data, train
 from ..viz import (MODEL_LABELS, plot_accuracy_per_scale, plot_attention_layers, plot_pr_curves, plot_training_curves,
                      save_figure)
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'TABLE1_MODELS', 'finished_run', 'run_entry', 'sample_batch', 'attention_samples', 'format_table',
-           'write_table1', 'run_table1', 'report_table1', 'evaluate_pretrained', 'report_pretrained']
+           'write_table1', 'run_table1', 'report_table1', 'evaluate_pretrained', 'report_pretrained', 'test_best',
+           'unfinished_run']
 
 # %% ../../nbs/05a_experiments.table1.ipynb #657634bb
 PAPER_TABLE1 = {
@@ -177,8 +180,10 @@ def run_table1(out, variants=('mref',), models=TABLE1_MODELS, size: str = 'smoke
             curves[(v, m)] = json.loads((run/'metrics.json').read_text())
     return write_table1(out, results, samples, palette, config, t0, curves)
 
-def report_table1(out, runs: dict, n_samples: int = 4, seed: int = 0, overwrite: bool = False) -> dict:
-    "The table, figures and training curves of finished runs `{variant: {model: run folder}}`, written to `out`."
+def report_table1(out, runs: dict, n_samples: int = 4, seed: int = 0, overwrite: bool = False,
+                  interim: bool = False) -> dict:
+    """The table, figures and training curves of finished runs `{variant: {model: run folder}}`, written to `out`.
+    With `interim`, runs still training take part with their best epoch so far (`unfinished_run`), marked so."""
     out, t0 = Path(out).expanduser().resolve(), time.time()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise TdaError(f"{out} is not empty; pass overwrite=True to write the report again, or choose another folder.")
@@ -186,15 +191,24 @@ def report_table1(out, runs: dict, n_samples: int = 4, seed: int = 0, overwrite:
     for v, ms in runs.items():
         results[v], config['runs'][v] = {}, {m: str(r) for m, r in ms.items()}
         for m, run in ms.items():
-            r = finished_run(run)
-            if r is None: raise TdaError(f"{run} has not finished; finish it with `tda train ... --resume`.")
+            r = finished_run(run) or (unfinished_run(run) if interim else None)
+            if r is None:
+                raise TdaError(f"{run} has not finished; finish it with `tda train ... --resume` (or pass interim=True).")
             if v not in samples:
                 batch, idx, palette = sample_batch(r['data'], n_samples, seed)
                 samples[v] = _samples(batch, idx)
-            results[v][m] = run_entry(r)
+            results[v][m] = run_entry(r, 'trained (interim)' if str(r['stopped']).startswith('interim') else 'trained')
             samples[v]['models'][m] = attention_samples(load_best(run), batch)
             curves[(v, m)] = json.loads((Path(run)/'metrics.json').read_text())
-    return write_table1(out, results, samples, palette, config, t0, curves)
+    summary = write_table1(out, results, samples, palette, config, t0, curves)
+    for v, ms in runs.items():  # each run's own record beside the table: config, data identity, curves; no weights
+        for m, run in ms.items():
+            for f in ('run.json', 'results.json', 'metrics.csv'):
+                if not (Path(run)/f).exists(): continue  # a run still training has no results.json yet
+                dst = out/'runs'/v/m/f
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(dst, overwrite=True) as tmp: shutil.copyfile(Path(run)/f, tmp)
+    return summary
 
 def _samples(batch: dict, idx) -> dict:
     return {'index': idx, 'batch': batch, 'models': {},
@@ -227,3 +241,20 @@ def report_pretrained(out, files: dict, n_samples: int = 4, seed: int = 0, progr
     config = {'files': {v: str(f) for v, f in files.items()}, 'n_samples': n_samples, 'seed': seed,
               'weights': {f"{m}:{d}": c['weights_sha256'] for (m, d), c in cards.items()}}
     return write_table1(out, results, samples, palette, config, t0)
+
+# %% ../../nbs/05a_experiments.table1.ipynb #be0fee6e
+def test_best(run, progress: bool = False) -> dict:
+    "The test metrics of the best weights of run folder `run`, finished or still training, on its data's test split."
+    rec, _ = load_checkpoint(Path(run)/'checkpoints'/'best.pt')
+    cfg = TrainConfig.from_dict(rec['config'])
+    test = MREFDataset(resolve_data(cfg.data), 'test', in_memory=True)
+    m = evaluate(load_best(run), data_loader(test, cfg.eval_batch_size, False, cfg), cfg, progress=progress, desc='test')
+    return {**m.compute(), '_table': m.table()}
+
+def unfinished_run(run, progress: bool = False) -> dict:
+    "What `finished_run` gives, for a run folder still training: its best weights tested now (`test_best`)."
+    test = test_best(run, progress)
+    table = test.pop('_table')
+    r = interim_results(run, test)
+    return {**r, 'data': str(resolve_data(r['data'])), 'table': table, 'run_dir': str(Path(run).resolve()),
+            'wall_seconds': None}

@@ -18,7 +18,7 @@ from ..core import MODELS, TdaError, check_writable, write_json
 import tda.models.hattnet  # noqa: F401  (the models the shipped weights belong to)
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'pretrained_cards', 'list_pretrained', 'load_pretrained', 'export_pretrained']
+__all__ = ['WEIGHTS_DIR', 'pretrained_cards', 'list_pretrained', 'load_pretrained', 'interim_results', 'export_pretrained']
 
 # %% ../../nbs/03_models.pretrained.ipynb #f2df3951
 WEIGHTS_DIR = Path(str(importlib.resources.files('tda')/'weights'))  # package data
@@ -62,13 +62,28 @@ def _weights_hash(state: dict) -> str:
         h.update(v.numpy().tobytes())
     return h.hexdigest()
 
-def export_pretrained(run, dataset: str, folder=None, overwrite: bool = False, paper: dict | None = None) -> Path:
-    "Write the best weights of training run folder `run` and their model card into `folder` (the package's)."
+def interim_results(run, test: dict) -> dict:
+    "The results of run folder `run` while it still trains, as far as its checkpoints go; `test`: its best weights'."
+    rec, _ = load_checkpoint(Path(run)/'checkpoints'/'best.pt')
+    last, _ = load_checkpoint(Path(run)/'checkpoints'/'last.pt')
+    cfg = rec['config']
+    return {'config': cfg, 'test': test, 'data_identity': rec['data'], 'data': cfg['data'], 'best_epoch': rec['epoch'] + 1,
+            'epochs_run': last['epoch'] + 1,
+            'stopped': f"interim: epoch {last['epoch'] + 1} of {cfg['epochs']}, the run goes on (resume it to finish)"}
+
+def export_pretrained(run, dataset: str, folder=None, overwrite: bool = False, paper: dict | None = None,
+                      test: dict | None = None) -> Path:
+    """Write the best weights of training run folder `run` and their model card into `folder` (the package's).
+    A run still training is exported only with `test`, its best weights' test metrics, and its card says so."""
     run = Path(run)
     rec, t = load_checkpoint(run/'checkpoints'/'best.pt')
-    res = json.loads((run/'results.json').read_text())
+    res = json.loads((run/'results.json').read_text()) if (run/'results.json').exists() else {}
     info = json.loads((run/'run.json').read_text())
-    if 'test' not in res: raise TdaError(f"{run} has not finished (no test results); finish it with --resume first.")
+    if 'test' not in res:
+        if test is None:
+            raise TdaError(f"{run} has not finished (no test results); finish it with --resume first, or pass the "
+                           f"test metrics of its best weights as test= (tda.experiments.table1.test_best).")
+        res = interim_results(run, test)
     cfg, test = res['config'], res['test']
     name = f"{cfg['model']}-{dataset}"
     folder = Path(folder) if folder else WEIGHTS_DIR
