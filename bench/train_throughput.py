@@ -4,16 +4,24 @@ Every row trains one model on the same paper-size MREF training images (held in 
 the authors' recipe (RMSprop 3e-3 as in `seo2016`, gradient-norm clip 5, cross-entropy):
 
 - `bare (as it was)`: the loop of the last release: one dict per question (with its 100x100 mask), collated by a
-  DataLoader, random batches, the trunk's ReLU before its max-pool;
+  DataLoader, random batches, the trunk's ReLU before its max-pool, glibc's default allocator;
 - `bare`: the plainest correct loop over what the trainer does now: each batch gathered by index from the uint8
-  tensor, batches of whole images (`group_by_image`), the query-free part once per image (`image_id`);
-- `trainer`: `tda.train` with the same settings (its own `train_samples_per_s`, validation and checkpoints excluded).
+  tensor, batches of whole images (`group_by_image`), the query-free part once per image (`image_id`), freed memory
+  kept in the process (`tda.train.cache_cpu_memory`);
+- `trainer`: `tda.train` with the same settings (its own `train_samples_per_cpu_s` and `train_samples_per_s` of its
+  second epoch: validation and checkpoints excluded).
 
-Settings are interleaved (one repetition of every setting, then the next), so that a slow minute of a shared machine
-does not fall on one setting only; the table gives medians. Each figure is also given as a fraction of the machine's
-peak: multiply-adds per question (forward and backward, torch's FlopCounterMode, no sharing) x questions/s, against
-(a) the cores' nominal FMA rate (cores x clock x FMA lanes per cycle, from /proc/cpuinfo and the ISA flags) and
-(b) the rate a large fp32 matrix product reaches here (what the BLAS can get out of these cores).
+Each measurement runs in a process of its own (the allocator setting and torch.compile's caches stay in a process).
+
+Settings are interleaved (one repetition of every setting, then the next), and each is measured in questions per
+CPU-second of its own process (time.process_time over the timed steps) as well as per wall-clock second: on a shared
+machine the wall-clock figure depends on what else runs, the CPU-time figure much less (caches and memory bandwidth
+are still shared). By default each run uses one thread, as the Table 1 runs train (one per core, two side by side);
+with one busy thread, questions per CPU-second is the questions/s of that core on an otherwise idle machine.
+Each figure is also given as a fraction of the machine's peak: multiply-adds per question (forward and backward,
+torch's FlopCounterMode, no sharing) x questions per CPU-second, against (a) one core's nominal FMA rate (clock x FMA
+pipes x fp32 lanes, from /proc/cpuinfo and the ISA flags) and (b) the rate a large fp32 matrix product reaches per
+CPU-second here (what the BLAS gets out of a core).
 
     python bench/train_throughput.py                          # the three models, fp32 and bf16, eager and compiled
     python bench/train_throughput.py --models hattnet_ctx --precisions fp32 --modes eager --repeats 5
@@ -25,6 +33,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,18 +49,26 @@ import tda.models.hattnet  # noqa: F401  (registers the models)
 from tda.core import MODELS, run_record, write_json
 from tda.data.dataset import MREFDataset, QuestionsByImage
 from tda.data.mref import generate_mref, mref_info, mref_params
-from tda.train import TrainConfig, resolve_data, train
+from tda.train import TrainConfig, cache_cpu_memory, resolve_data, train
 
 BATCH = 200
 
 
-def macs_per_question(name):
-    "Multiply-adds of one question, forward and backward, counted by torch on a batch of 2 (no sharing)."
+def macs_per_question(name, ds=None):
+    """Multiply-adds of one question, forward and backward, counted by torch: without `ds`, on a batch of 2 questions
+    of different images (nothing shared); with `ds`, over the first 3 batches of 200 grouped by image as the loops
+    train (the query-free part computed once per image), what a question costs there."""
     m = MODELS.create(name).train()
-    x, q = torch.rand(2, 3, 100, 100), torch.tensor([1, 2])
+    if ds is None:
+        x, q, ids, y = torch.rand(2, 3, 100, 100), torch.tensor([1, 2]), None, torch.tensor([0, 1])
+        batches = [(x, q, ids, y)]
+    else:
+        order = list(QuestionsByImage(ds._q['image'], seed=0))
+        batches = [(b['image'], b['query'], b['image_id'], b['answer'])
+                   for b in (ds.batch(order[i:i + BATCH]) for i in range(0, 3 * BATCH, BATCH))]
     with FlopCounterMode(display=False) as fc:
-        F.cross_entropy(m(x, q)['logits'], torch.tensor([0, 1])).backward()
-    return fc.get_total_flops() / 2 / 2
+        for x, q, ids, y in batches: F.cross_entropy(m(x, q, ids)['logits'], y).backward()
+    return fc.get_total_flops() / 2 / sum(len(b[3]) for b in batches)
 
 
 def nominal_peak():
@@ -66,12 +84,12 @@ def nominal_peak():
 
 
 def matmul_peak(n=2048, reps=5):
-    "fp32 multiply-adds per second of a large matrix product: what the BLAS reaches on these cores."
+    "fp32 multiply-adds per CPU-second of a large matrix product: what the BLAS reaches on these cores."
     a, b = torch.rand(n, n), torch.rand(n, n)
     a @ b
-    t = time.perf_counter()
+    t = time.process_time()
     for _ in range(reps): a @ b
-    return reps * n ** 3 / (time.perf_counter() - t)
+    return reps * n ** 3 / (time.process_time() - t)
 
 
 def subset_file(src, out, images):
@@ -101,6 +119,7 @@ def relu_before_pool(model):
 
 def bare(name, ds, precision, mode, steps, old=False):
     "Questions/s of the plainest loop (or the last release's) over `steps` batches after 3 warm-up steps."
+    if not old: cache_cpu_memory()
     torch.manual_seed(0)
     model = MODELS.create(name)
     if old: model = relu_before_pool(model)
@@ -112,9 +131,9 @@ def bare(name, ds, precision, mode, steps, old=False):
     else:
         order = list(QuestionsByImage(ds._q['image'], seed=0))
         batches = (ds.batch(order[i:i + BATCH]) for i in range(0, len(order) - BATCH + 1, BATCH))
-    n, t0 = 0, None
+    n, t0, c0 = 0, None, None
     for s in range(3 + steps):
-        if s == 3: t0 = time.perf_counter()
+        if s == 3: t0, c0 = time.perf_counter(), time.process_time()
         b = next(batches)
         x = b['image'].contiguous(memory_format=torch.channels_last)
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=precision == 'bf16'):
@@ -125,7 +144,7 @@ def bare(name, ds, precision, mode, steps, old=False):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         if s >= 3: n += len(b['answer'])
-    return n / (time.perf_counter() - t0)
+    return {'q_per_s': n / (time.perf_counter() - t0), 'q_per_cpu_s': n / (time.process_time() - c0)}
 
 
 def trainer(name, data, precision, mode, tmp, rep):
@@ -134,7 +153,21 @@ def trainer(name, data, precision, mode, tmp, rep):
                       compile=mode == 'compiled', dataset_args={'in_memory': True, 'group_by_image': True},
                       cpu=True, progress=False, out_dir=f"{tmp}/{name}-{precision}-{mode}-{rep}", seed=rep)
     train(cfg)
-    return json.loads(Path(cfg.out_dir, 'metrics.json').read_text())[-1]['train_samples_per_s']
+    last = json.loads(Path(cfg.out_dir, 'metrics.json').read_text())[-1]
+    return {'q_per_s': last['train_samples_per_s'], 'q_per_cpu_s': last['train_samples_per_cpu_s']}
+
+
+def one(a, data):
+    "One measurement, in this process: prints its questions/s as the last line."
+    m, pr, mo, loop = a.one
+    loop = loop.replace('_', ' ')
+    torch.set_num_threads(a.threads)
+    if loop == 'trainer':
+        with tempfile.TemporaryDirectory() as tmp: v = trainer(m, a.subset, pr, mo, tmp, a.repeats)
+    else:
+        steps = a.steps if pr == 'fp32' else max(2, a.steps // 3)
+        v = bare(m, MREFDataset(data, 'train', in_memory=True), pr, mo, steps, old=loop == 'bare (as it was)')
+    print(json.dumps(v))
 
 
 def main():
@@ -146,13 +179,21 @@ def main():
     p.add_argument('--steps', type=int, default=15, help='timed steps of the bare loops (fp32; bf16 takes a third)')
     p.add_argument('--train-images', type=int, default=600, help="training images of the trainer's file (~7 questions each)")
     p.add_argument('--repeats', type=int, default=2)
+    p.add_argument('--threads', type=int, default=1,
+                   help='threads per run (1: as the Table 1 runs train, one per core, two side by side)')
     p.add_argument('--out', default=None)
+    p.add_argument('--one', nargs=4, metavar=('MODEL', 'PRECISION', 'MODE', 'LOOP'), help=argparse.SUPPRESS)
+    p.add_argument('--subset', help=argparse.SUPPRESS)
     a = p.parse_args()
     data = resolve_data(a.data)
-    ds = MREFDataset(data, 'train', in_memory=True)
+    if a.one: return one(a, data)
+    torch.set_num_threads(a.threads)
     peak, peak_how = nominal_peak()
     mm = matmul_peak()
-    macs = {m: macs_per_question(m) for m in a.models}
+    train_ds = MREFDataset(data, 'train', in_memory=True)
+    unshared = {m: macs_per_question(m) for m in a.models}
+    macs = {m: macs_per_question(m, train_ds) for m in a.models}  # what the loops below compute per question
+    del train_ds
     settings = [(m, pr, mo, loop) for m in a.models for pr in a.precisions for mo in a.modes
                 for loop in ('bare (as it was)', 'bare', 'trainer') if not (loop == 'bare (as it was)' and (pr, mo) != ('fp32', 'eager'))]
     speeds = {s: [] for s in settings}
@@ -160,33 +201,42 @@ def main():
         small = subset_file(data, Path(tmp)/'train_subset.h5', a.train_images)
         for r in range(a.repeats):
             for s in settings:
-                m, pr, mo, loop = s
-                steps = a.steps if pr == 'fp32' else max(2, a.steps // 3)
-                if loop == 'trainer': v = trainer(m, small, pr, mo, tmp, r)
-                else: v = bare(m, ds, pr, mo, steps, old=loop == 'bare (as it was)')
+                cmd = [sys.executable, __file__, '--data', str(data), '--steps', str(a.steps), '--subset', str(small),
+                       '--one', *[x.replace(' ', '_') for x in s], '--repeats', str(r), '--threads', str(a.threads)]
+                env = {**os.environ, 'OMP_NUM_THREADS': str(a.threads)}
+                v = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.splitlines()[-1])
                 speeds[s].append(v)
-                print(f"repeat {r + 1}/{a.repeats} {m:12s} {pr} {mo:8s} {loop:17s} {v:7.1f} q/s", flush=True)
-    device = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-    rows = []
+                m, pr, mo, loop = s
+                print(f"repeat {r + 1}/{a.repeats} {m:12s} {pr} {mo:8s} {loop:17s} {v['q_per_s']:7.1f} q/s "
+                      f"{v['q_per_cpu_s']:7.1f} q/CPU-s", flush=True)
+    device = f"{platform.processor() or platform.machine()} CPU, {a.threads} thread(s) per run"
+    core_peak, rows = peak / a.threads, []
     for s, v in speeds.items():
         m, pr, mo, loop = s
-        med = statistics.median(v)
-        base = statistics.median(speeds[(m, pr, mo, 'bare')]) if (m, pr, mo, 'bare') in speeds else None
-        rows.append({'model': m, 'precision': pr, 'mode': mo, 'loop': loop, 'q_per_s': med, 'runs': v,
-                     'macs_per_question': macs[m], 'fraction_of_nominal_peak': med * macs[m] / peak,
-                     'fraction_of_matmul_rate': med * macs[m] / mm,
-                     'trainer_vs_bare_percent': (med / base - 1) * 100 if loop == 'trainer' and base else None})
-    print(f"\n{device}; nominal fp32 peak {peak / 1e9:.1f} GMAC/s ({peak_how}); a 2048^3 fp32 matmul reaches "
-          f"{mm / 1e9:.1f} GMAC/s\n")
-    print("| model | precision | mode | loop | questions/s | of nominal peak | of matmul rate | trainer vs bare |")
-    print("|---|---|---|---|---|---|---|---|")
+        cpu, wall = statistics.median(x['q_per_cpu_s'] for x in v), statistics.median(x['q_per_s'] for x in v)
+        b = speeds.get((m, pr, mo, 'bare'))
+        base = statistics.median(x['q_per_cpu_s'] for x in b) if b else None
+        mq = unshared[m] if loop == 'bare (as it was)' else macs[m]  # the old loop shares nothing
+        rows.append({'model': m, 'precision': pr, 'mode': mo, 'loop': loop, 'q_per_cpu_s': cpu, 'q_per_s': wall,
+                     'runs': v, 'macs_per_question': mq, 'macs_per_question_unshared': unshared[m],
+                     'fraction_of_nominal_peak': cpu * mq / core_peak, 'fraction_of_matmul_rate': cpu * mq / mm,
+                     'trainer_vs_bare_percent': (cpu / base - 1) * 100 if loop == 'trainer' and base else None})
+    print(f"\n{device}; nominal fp32 peak {peak / 1e9:.1f} GMAC/s ({peak_how}), {core_peak / 1e9:.1f} per core; "
+          f"a 2048^3 fp32 matmul reaches {mm / 1e9:.1f} GMAC per CPU-second")
+    for m in a.models:
+        print(f"{m}: {unshared[m] / 1e6:.0f} M multiply-adds per question alone, {macs[m] / 1e6:.0f} M in batches grouped "
+              f"by image (forward and backward)")
+    print()
+    print("| model | precision | mode | loop | questions per CPU-s | questions/s (wall) | of nominal peak | "
+          "of matmul rate | trainer vs bare |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         tv = f"{r['trainer_vs_bare_percent']:+.1f}%" if r['trainer_vs_bare_percent'] is not None else ''
-        print(f"| {r['model']} | {r['precision']} | {r['mode']} | {r['loop']} | {r['q_per_s']:.1f} | "
+        print(f"| {r['model']} | {r['precision']} | {r['mode']} | {r['loop']} | {r['q_per_cpu_s']:.1f} | {r['q_per_s']:.1f} | "
               f"{100 * r['fraction_of_nominal_peak']:.1f}% | {100 * r['fraction_of_matmul_rate']:.1f}% | {tv} |")
     out = a.out or Path(__file__).parent/'results'/f"train_throughput_{'cuda' if torch.cuda.is_available() else 'cpu'}.json"
     write_json(out, {'device': device, 'nominal_peak_macs_per_s': peak, 'nominal_peak_how': peak_how,
-                     'matmul_macs_per_s': mm, 'batch_size': BATCH, 'data': str(data), 'rows': rows,
+                     'matmul_macs_per_cpu_s': mm, 'threads': a.threads, 'batch_size': BATCH, 'data': str(data), 'rows': rows,
                      'run': run_record(vars(a))})
     print(f"\nwrote {out}")
 

@@ -601,7 +601,7 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
         lr = lr_at(cfg, epoch)
         for g in optimizer.param_groups: g['lr'] = lr
         model.train()
-        t0, tot_n = time.time(), 0
+        t0, c0, tot_n = time.time(), time.process_time(), 0  # wall and CPU time of this process
         tot_loss, tot_correct = torch.zeros((), device=acc.device), torch.zeros((), device=acc.device)
         bar = tqdm(train_dl, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", disable=not (main and cfg.progress),
                    leave=False)
@@ -631,14 +631,15 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
             classify = 'logits' in out_ and batch[cfg.target].dim() == 1  # multi-label targets have no accuracy
             if classify: tot_correct += (out_['logits'].detach().argmax(1) == batch[cfg.target]).sum()
             if main and cfg.progress and step % 10 == 0: bar.set_postfix(loss=f"{loss.item():.3f}")
-        train_time = time.time() - t0
+        train_time, cpu_time = time.time() - t0, time.process_time() - c0
         sums = acc.reduce(torch.stack([tot_loss, tot_correct.float(), torch.tensor(float(tot_n), device=acc.device)]), 'sum')
         val = evaluate(model, val_dl, cfg, acc, metric_set(cfg, validation=True),
                        progress=main and cfg.progress, desc='validation').compute()
         row = {'epoch': epoch + 1, 'lr': lr, 'train_loss': float(sums[0] / sums[2]),
                **({'train_accuracy': float(sums[1] / sums[2])} if classify else {}),
                **{f"val_{k}": v for k, v in val.items() if not isinstance(v, list)}, 'train_seconds': round(train_time, 3),
-               'train_samples_per_s': round(float(sums[2]) / train_time, 2)}
+               'train_samples_per_s': round(float(sums[2]) / train_time, 2), 'train_cpu_seconds': round(cpu_time, 3),
+               'train_samples_per_cpu_s': round(float(tot_n) / max(cpu_time, 1e-9), 2)}  # this process's share
         history.append(row)
         state = {k: v.detach().cpu().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
         improved = best['epoch'] < 0 or val[score_name] > best['score']
