@@ -39,8 +39,8 @@ import tda.models.tasks  # noqa: F401  (registers the FCOS and SimplePose models
 import tda.data.vg  # noqa: F401  (registers the 'vg_attributes' dataset)
 import tda.models.vg  # noqa: F401  (registers the VGG-16 attribute models, their loss and metric set)
 from .checkpoint import load_checkpoint, save_checkpoint
-from .core import (DATASETS, LOSSES, METRIC_SETS, MODELS, TdaError, atomic_path, get_settings, run_record,
-                      write_json)
+from .core import (DATASETS, LOSSES, METRIC_SETS, MODELS, TdaError, atomic_path, get_settings,
+                      remove_stale_temporaries, run_record, temporary_owner, write_json)
 from .metrics import (AccuracyPerScale, AttentionPR, pointing_game, true_positive_strength, uniform_strength)
 from .models.hattnet import effective_attention
 
@@ -472,6 +472,9 @@ def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, ide
             raise TdaError(f"cannot resume {out}: its data changed since the run started ({', '.join(changed)} differ: "
                            f"{cfg.data} is not the file it trained on); restore that file, or start again with --overwrite.")
         return rec, t
+    if out.is_dir():  # a process killed while writing the first run.json left only its temporary: that is no run
+        for p in list(out.iterdir()):
+            if (o := temporary_owner(p)) is not None: remove_stale_temporaries(o['target'])
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise TdaError(f"run folder {out} is not empty; pass --resume to continue it, --overwrite to start again, "

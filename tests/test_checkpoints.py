@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tda.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
-from tda.core import TdaError
+from tda.core import TdaError, temporary_owner, temporary_path
 from tda.data.mref import generate_mref, mref_params
 from tda.train import NonFiniteLoss, TrainConfig, load_best, train
 
@@ -138,3 +138,16 @@ def test_a_random_config_fails_before_writing_anything_or_starts(tmp_path_factor
         return
     assert res['epochs_run'] == 1 and (Path(d['out_dir'])/'run.json').exists()
     shutil.rmtree(d['out_dir'])
+
+
+def test_a_run_killed_in_its_first_write_is_no_run(config, tmp_path):
+    "A folder holding only the temporary run.json of a dead process: the next run starts there (no --overwrite)."
+    out = tmp_path/'run'
+    out.mkdir()
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    stale = temporary_path(out/'run.json').name.rsplit('-', 2)[0] + f"-{int(dead.stdout)}-0123abcd"
+    (out/stale).write_text('{"half": ')
+    assert temporary_owner(out/stale)['pid'] == int(dead.stdout)
+    r = tda_train(config, '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert not (out/stale).exists() and (out/'results.json').exists()
