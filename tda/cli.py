@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 import tda
-from .core import TdaError, get_settings, read_yaml, run_record, write_json
+from .core import TdaError, find_file, get_settings, read_yaml, run_record, write_json
 from .data.mref import (FORMAT, SIZES, VARIANTS, MREFParams, data_format, dataset_path, generate_mref, mref_info,
                            mref_params, verify_mref)
 
@@ -28,8 +28,8 @@ __all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'read_recipe
 
 # %% ../nbs/06_cli.ipynb #05b139b2
 def read_recipe(path) -> dict:
-    "The options of a recipe file, as written."
-    return read_yaml(path, 'recipe', 'see data_gen/ for the shipped recipes')
+    "The options of a recipe, as written: a file, or a shipped recipe by name (`mref_paper`; see `tda.core.find_file`)."
+    return read_yaml(find_file(path, 'recipe'), 'recipe')
 
 def recipe_params(recipe: dict) -> tuple[MREFParams, Path]:
     "Generator parameters and output path of a recipe mapping (variant, size, output and any option)."
@@ -119,9 +119,9 @@ def cmd_info(a):
 
 # %% ../nbs/06_cli.ipynb #27b8dd79
 def load_train_config(path, overrides: dict | None = None):
-    "A `TrainConfig` from a YAML file and `KEY=VALUE` overrides."
+    "A `TrainConfig` from a YAML file (or a shipped config by name) and `KEY=VALUE` overrides."
     from tda.train import TrainConfig
-    d = read_recipe(path)
+    d = read_yaml(find_file(path, 'config'), 'config')
     d.update(overrides or {})
     return TrainConfig.from_dict(d)
 
@@ -174,7 +174,7 @@ def cmd_demo(a): demo(a.out, a.workers, progress=not a.quiet, epochs=a.epochs)
 def cmd_sweep(a):
     from tda.sweep import collect_sweep, find_notebook, format_parameters, load_sweep, plan_sweep, run_sweep, sweep_dir
     if a.show: print(format_parameters(find_notebook(a.show))); return
-    if not a.sweep: raise TdaError("name a sweep file (e.g. nbs/experiments/table1_seeds.sweep.yaml) or --show NOTEBOOK.")
+    if not a.sweep: raise TdaError("name a sweep (e.g. table1_seeds, or a .sweep.yaml file) or --show NOTEBOOK.")
     sw = load_sweep(a.sweep)
     if a.collect: collect_sweep(sw, out=a.out, progress=True); return
     if a.dry_run:
@@ -208,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--quiet', action='store_true', help='no progress bars')
     d.set_defaults(func=cmd_demo)
     t = sub.add_parser('train', help='train a model from a config file', description=
-                       'Train and test one model as a YAML config of tda.train.TrainConfig fields says (see configs/).')
-    t.add_argument('config', help='YAML config, e.g. configs/hattnet_ctx_mref_smoke.yaml')
+                       'Train and test one model as a YAML config of tda.train.TrainConfig fields says: a file, or a config '
+                       'shipped with tda by its name (the files of configs/ in a checkout).')
+    t.add_argument('config', help='a shipped config by name (e.g. hattnet_ctx_mref_paper) or a YAML file')
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='change a config field, e.g. --set epochs=3')
     t.add_argument('--resume', action='store_true', help='continue the run folder from its last checkpoint')
     t.add_argument('--overwrite', action='store_true', help='start the run folder again')
@@ -218,21 +219,23 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser('sweep', help='run an experiment notebook over a parameter grid', description=
                        'Run an experiment notebook with papermill once per parameter combination of a sweep file, '
                        'into <runs_dir>/<sweep>/<run-id>/, then collect every run\'s summary.json into one table and figure.')
-    w.add_argument('sweep', nargs='?', help='sweep YAML file, e.g. nbs/experiments/table1_seeds.sweep.yaml')
+    w.add_argument('sweep', nargs='?', help='a shipped sweep by name (e.g. table1_seeds) or a sweep YAML file')
     w.add_argument('--jobs', type=int, default=1, help='runs at once (default 1); with GPUs each job gets its own device')
     w.add_argument('--retry-failed', action='store_true', help='run the failed runs again')
     w.add_argument('--overwrite', action='store_true', help='run every run again, finished ones included')
     w.add_argument('--collect', action='store_true', help='only gather the finished runs into results.csv/.h5, summary.md, comparison.png')
     w.add_argument('--dry-run', action='store_true', help='list the runs and what would be done with each')
-    w.add_argument('--show', metavar='NOTEBOOK', help="list a notebook's parameters (name, default, help) and exit")
+    w.add_argument('--show', metavar='NOTEBOOK', help="list the parameters (name, default, help) of an experiment notebook "
+                   "(a shipped one by name, e.g. mref_table1, or a .ipynb file) and exit")
     w.add_argument('--out', help='sweep folder (default: <runs_dir>/<sweep name>)')
     w.add_argument('--quiet', action='store_true', help='no progress bar')
     w.set_defaults(func=cmd_sweep)
     data = sub.add_parser('data', help='MNIST Reference datasets (and moving-digit clips)').add_subparsers(dest='data_command', required=True)
     g = data.add_parser('generate', help='generate a dataset file', description=
-                        'Generate an MNIST Reference dataset from a recipe (data_gen/*.yaml) or from --variant/--size; '
+                        'Generate an MNIST Reference dataset from a recipe (a file, or a shipped recipe by name: the files of '
+                        'data_gen/ in a checkout) or from --variant/--size; '
                         'a recipe with dataset: moving_digits makes clips of moving digits.')
-    g.add_argument('recipe', nargs='?', help='recipe YAML file, e.g. data_gen/mref_paper.yaml')
+    g.add_argument('recipe', nargs='?', help='a shipped recipe by name (e.g. mref_paper) or a recipe YAML file')
     g.add_argument('--variant', choices=VARIANTS, help='mref | mdist | mbg (default mref)')
     g.add_argument('--size', choices=sorted(SIZES), help='images per split (default smoke)')
     g.add_argument('--seed', type=int)

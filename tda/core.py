@@ -11,6 +11,7 @@ import configparser
 import contextlib
 import datetime as _dt
 import functools
+import importlib.util
 import json
 import os
 import platform
@@ -32,9 +33,9 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['MODELS', 'DATASETS', 'LOSSES', 'METRIC_SETS', 'TdaError', 'Settings', 'find_settings_file', 'get_settings',
-           'outside_nbs', 'seed_everything', 'temporary_path', 'temporary_owner', 'remove_stale_temporaries',
-           'check_writable', 'atomic_path', 'write_json', 'read_yaml', 'interrupt_checkpoints', 'library_versions',
-           'git_revision', 'run_record', 'Registry']
+           'outside_nbs', 'shipped_root', 'find_file', 'seed_everything', 'temporary_path', 'temporary_owner',
+           'remove_stale_temporaries', 'check_writable', 'atomic_path', 'write_json', 'read_yaml',
+           'interrupt_checkpoints', 'library_versions', 'git_revision', 'run_record', 'Registry']
 
 # %% ../nbs/00_core.ipynb #7cd4646b
 class TdaError(Exception):
@@ -102,6 +103,46 @@ def outside_nbs(path, what: str = 'output folder') -> Path:
     if nbs is not None and p.is_relative_to(nbs):
         raise TdaError(f"{what} {p} is inside {nbs}; experiment outputs never go into nbs/, choose another folder.")
     return p
+
+# %% ../nbs/00_core.ipynb #f35e37dd
+_KINDS = {  # kind: (its folders in a checkout, its file suffix)
+    'recipe': (('data_gen',), '.yaml'),
+    'config': (('configs',), '.yaml'),
+    'experiment': (('nbs/experiments',), '.ipynb'),
+    'sweep file': (('nbs/experiments', 'data_gen'), '.sweep.yaml'),
+}
+
+def shipped_root() -> Path | None:
+    """The folder holding the shipped `data_gen/`, `configs/` and `nbs/experiments/`: `tda/shipped/` in an installed
+    wheel (setup.py copies them there), else the source checkout the package is imported from."""
+    spec = importlib.util.find_spec('tda')  # finds the package without importing it
+    if spec is None or not spec.origin: return None
+    pkg = Path(spec.origin).parent
+    for root in (pkg/'shipped', pkg.parent):
+        if all((root/f).is_dir() for f in ('data_gen', 'configs', 'nbs/experiments')): return root
+    return None
+
+def _known(kind: str, roots) -> list[str]:
+    "The names of the `kind` files in the folders of `roots`."
+    folders, suffix = _KINDS[kind]
+    files = {f.name for r in roots for d in folders for f in (r/d).glob(f'*{suffix}')}
+    if kind == 'recipe': files = {f for f in files if not f.endswith(_KINDS['sweep file'][1])}
+    return sorted(f.removesuffix(suffix) for f in files)
+
+def find_file(name, kind: str, base=None) -> Path:
+    """The `kind` file `name` ('recipe', 'config', 'experiment' or 'sweep file'): a path (relative to `base`, else to
+    the working folder), else one of the checkout's, else one shipped with tda; its suffix may be left out."""
+    if kind not in _KINDS: raise ValueError(f"kind must be one of {sorted(_KINDS)}, not {kind!r}")
+    folders, suffix = _KINDS[kind]
+    p, f = Path(str(name)).expanduser(), find_settings_file()
+    roots = list(dict.fromkeys(r for r in (f.parent if f else None, shipped_root()) if r is not None))
+    cands = ([Path(base)/p] if base is not None else []) + [p]
+    if not p.is_absolute(): cands += [r/d/p for r in roots for d in folders] + [r/p for r in roots]
+    for c in cands:
+        for ext in dict.fromkeys(('', suffix, Path(suffix).suffix)):
+            if c.name and (q := c.with_name(c.name + ext)).is_file(): return Path(os.path.abspath(q))
+    raise TdaError(f"{kind} {name} not found: it is not a file here, nor one of the {kind}s of this checkout or shipped "
+                   f"with tda ({', '.join(_known(kind, roots)) or 'none'}); give its path or one of those names.")
 
 # %% ../nbs/00_core.ipynb #4191ff96
 def seed_everything(seed: int, deterministic: bool = False) -> int:
