@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 import tda
-from .core import TdaError, find_file, get_settings, read_yaml, run_record, write_json
+from .core import TdaError, find_file, get_settings, read_yaml, resolve_path, run_record, write_json
 from .data.mref import (FORMAT, SIZES, VARIANTS, MREFParams, data_format, dataset_path, generate_mref, mref_info,
                            mref_params, verify_mref)
 
@@ -36,8 +36,7 @@ def recipe_params(recipe: dict) -> tuple[MREFParams, Path]:
     d = dict(recipe)
     variant, size = d.pop('variant', 'mref'), d.pop('size', 'smoke')
     out = d.pop('output', None)
-    out = Path(out).expanduser() if out else dataset_path(variant, size, d.get('seed', 0))
-    return mref_params(variant, size, **d), (out if out.is_absolute() else get_settings().data_dir/out)
+    return mref_params(variant, size, **d), resolve_path(out) if out else dataset_path(variant, size, d.get('seed', 0))
 
 def load_recipe(path) -> tuple[MREFParams, Path]:
     "The generator parameters and output path of a recipe file."
@@ -57,8 +56,8 @@ def _generate_clips(recipe: dict, a):
     from tda.data.tasks import make_moving_digits
     d = {k: v for k, v in recipe.items() if k not in ('dataset', 'variant')}
     name = d.pop('size', 'smoke')
-    output = Path(d.pop('output', None) or f'moving_digits_{name}.h5').expanduser()
-    out = Path(a.out) if a.out else output if output.is_absolute() else get_settings().data_dir/output
+    output = d.pop('output', None) or f'moving_digits_{name}.h5'
+    out = resolve_path(a.out or output)
     t = time.perf_counter()
     try: make_moving_digits(out, **d, overwrite=a.overwrite, progress=not a.quiet)
     except TypeError as e: raise TdaError(f"bad moving-digits recipe option: {e}; see tda.data.tasks.make_moving_digits.") from None
@@ -73,7 +72,7 @@ def cmd_generate(a):
     if dataset != 'mref': raise TdaError(f"a recipe's dataset must be 'mref' (MREF, MDIST, MBG: see variant) or 'moving_digits', not {dataset!r}.")
     recipe.pop('dataset', None)
     params, out = recipe_params(recipe)
-    out = Path(a.out) if a.out else out
+    out = resolve_path(a.out) if a.out else out
     t = time.perf_counter()
     generate_mref(out, params, workers=a.workers, overwrite=a.overwrite, progress=not a.quiet)
     counts = ', '.join(f"{s} {c['images']} images / {c['questions']} questions" for s, c in mref_info(out)['splits'].items())
@@ -81,8 +80,9 @@ def cmd_generate(a):
 
 def cmd_show(a):
     from tda.viz import save_mref_grid
-    out = Path(a.out) if a.out else Path(a.file).with_name(f"{Path(a.file).stem}_{a.split}.png")
-    save_mref_grid(a.file, out, a.split, a.n, seed=a.seed, overwrite=a.overwrite)
+    file = resolve_path(a.file, must_exist=True, what='dataset file')
+    out = resolve_path(a.out) if a.out else file.with_name(f"{file.stem}_{a.split}.png")
+    save_mref_grid(file, out, a.split, a.n, seed=a.seed, overwrite=a.overwrite)
     print(f"wrote {out}")
 
 # %% ../nbs/06_cli.ipynb #187d055d
@@ -105,12 +105,13 @@ def _print_clips(info: dict):
     print('  params: ' + json.dumps(info['params']))
 
 def cmd_info(a):
-    fmt = data_format(a.file)
+    file = resolve_path(a.file, must_exist=True, what='dataset file')
+    fmt = data_format(file)
     if clips := fmt not in (None, FORMAT):  # perhaps moving digits (tda.data.tasks imports torch: only then)
         from tda.data import tasks
         clips = fmt == tasks.CLIP_FORMAT
-    info = tasks.moving_digits_info(a.file) if clips else mref_info(a.file)
-    if a.check: info['check'] = tasks.verify_moving_digits(a.file) if clips else verify_mref(a.file)
+    info = tasks.moving_digits_info(file) if clips else mref_info(file)
+    if a.check: info['check'] = tasks.verify_moving_digits(file) if clips else verify_mref(file)
     if a.json:
         print(json.dumps(info, indent=2))
         return
@@ -147,7 +148,7 @@ def demo(out=None, workers=None, progress=True, epochs: int = DEMO_EPOCHS, model
     from tda.experiments.table1 import report_pretrained, run_table1
     from tda.viz import save_mref_grid
     t0, s = time.time(), get_settings()
-    out = Path(out) if out else s.runs_dir/f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = resolve_path(out, 'runs') if out else s.runs_dir/f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()): raise TdaError(f"{out} is not empty; choose another --out folder.")
     files = {}
     for v in VARIANTS:

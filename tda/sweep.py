@@ -29,7 +29,8 @@ import yaml
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from .core import TdaError, atomic_path, find_file, get_settings, outside_nbs, read_yaml, run_record, write_json
+from .core import (TdaError, atomic_path, find_file, get_settings, outside_nbs, read_yaml, resolve_path, run_record,
+                      write_json)
 
 # %% auto #0
 __all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SweepRun', 'run_id', 'find_notebook', 'notebook_parameters', 'format_parameters',
@@ -178,7 +179,7 @@ def load_sweep(path) -> Sweep:
 # %% ../nbs/07_sweep.ipynb #db588798
 def sweep_dir(sw: Sweep, out=None) -> Path:
     "Where the runs of `sw` go: `out`, or `<runs_dir>/<name>` (never outside it: a `Sweep` may be made in Python)."
-    d = (Path(out).expanduser() if out else get_settings().runs_dir/_folder_name(sw.name)).resolve()
+    d = resolve_path(out, 'runs') if out else (get_settings().runs_dir/_folder_name(sw.name)).resolve()
     outside_nbs(d, 'the sweep folder')
     return d
 

@@ -80,6 +80,12 @@ def test_commands_by_name_from_an_empty_folder(wheel_env, tmp_path):
     assert all(Path(w).is_relative_to(py.parent.parent) for w in where), where  # the wheel's package, not the checkout's
     r = run('tda', 'data', 'generate', 'mref_smoke', '--set', 'splits={train: 4, val: 2, test: 2}', '--workers', 1, '--quiet')
     assert 'wrote' in r.stdout and '(mref, seed 0: train 4 images' in r.stdout
+    user = Path(env['HOME'])/'.local'/'share'/'tda' if sys.platform.startswith('linux') else None
+    if user: assert (user/'data'/'mref_smoke.h5').is_file() and (user/'data'/'.cache').is_dir()  # the user's folder
+    assert r.stderr.count('tda: no settings.ini here') == 1 and 'TDA_DATA_DIR' in r.stderr, r.stderr  # said once
+    r = run('tda', 'train', 'hattnet_ctx_mref_smoke', '--set', 'epochs=1', '--set', 'batch_size=10', '--quiet')  # its data
+    assert 'hattnet_ctx: test accuracy' in r.stdout
+    if user: assert (user/'runs'/'hattnet_ctx-mref_smoke-seed0'/'results.json').is_file()
     r = run('tda', 'sweep', '--show', 'mref_table1')
     assert 'Parameters of' in r.stdout and 'variants' in r.stdout and 'shipped' in r.stdout
     assert 'hattnet_ctx_mref_paper' in run('tda', 'train', '--help').stdout  # names a shipped config
@@ -88,3 +94,4 @@ def test_commands_by_name_from_an_empty_folder(wheel_env, tmp_path):
     r = run('tda', 'train', 'hattnet_ctx_mref_paper', ok=False)  # the config is found; its paper-size data is not made
     assert 'mref_paper.h5 not found' in r.stderr and 'Traceback' not in r.stderr, r.stderr
     assert run(py, '-m', 'tda', '--help').stdout.startswith('usage: tda')
+    assert list(work.iterdir()) == []  # nothing lands in the folder a command starts in
