@@ -202,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='tda', description='Top-down attention in convolutional networks.')
     p.add_argument('--version', action='version', version=f"tda {tda.__version__}")
     sub = p.add_subparsers(dest='command', required=True)
-    d = sub.add_parser('demo', help='the main job on built-in defaults')
+    d = sub.add_parser('demo', help='the main job: smoke data, the shipped weights tested, a brief training, Table 1',
+                       description='Generate the three smoke datasets (seed 1), test the shipped weights on them, train '
+                       'HAttNet-CTX for a few epochs on the CPU and write the Table 1 reports into one new folder.')
     d.add_argument('--out', help='output folder (default: <runs_dir>/demo-<time>)')
     d.add_argument('--workers', type=int, help='generator processes (default: all cores)')
     d.add_argument('--epochs', type=int, default=DEMO_EPOCHS, help=f'training epochs per model (default {DEMO_EPOCHS})')
@@ -231,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--out', help='sweep folder (default: <runs_dir>/<sweep name>)')
     w.add_argument('--quiet', action='store_true', help='no progress bar')
     w.set_defaults(func=cmd_sweep)
-    data = sub.add_parser('data', help='MNIST Reference datasets (and moving-digit clips)').add_subparsers(dest='data_command', required=True)
+    data = sub.add_parser('data', help='MNIST Reference datasets (and moving-digit clips)', description=
+                          'Generate, describe, check and look at MNIST Reference (and moving-digit) dataset files.')
+    data = data.add_subparsers(dest='data_command', required=True)
     g = data.add_parser('generate', help='generate a dataset file', description=
                         'Generate an MNIST Reference dataset from a recipe (a file, or a shipped recipe by name: the files of '
                         'data_gen/ in a checkout) or from --variant/--size; '
@@ -239,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('recipe', nargs='?', help='a shipped recipe by name (e.g. mref_paper) or a recipe YAML file')
     g.add_argument('--variant', choices=VARIANTS, help='mref | mdist | mbg (default mref)')
     g.add_argument('--size', choices=sorted(SIZES), help='images per split (default smoke)')
-    g.add_argument('--seed', type=int)
+    g.add_argument('--seed', type=int, help="the generator's seed (default: the recipe's, else 0; the default file name "
+                   "gets _seed<N> for seeds other than 0)")
     g.add_argument('--out', help='output HDF5 file (default: <data_dir>/<variant>_<size>[_seed<N>].h5)')
     g.add_argument('--set', action='append', metavar='KEY=VALUE', help='any generator option, e.g. --set digits=[3,5]')
     g.add_argument('--workers', type=int, help='processes (default: all cores)')
@@ -247,14 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--quiet', action='store_true', help='no progress bar')
     g.set_defaults(func=cmd_generate)
     i = data.add_parser('info', help='splits, counts and parameters of a dataset file (MREF or moving digits)')
-    i.add_argument('file')
-    i.add_argument('--json', action='store_true')
+    i.add_argument('file', help='dataset file (a relative path: here if there, else in the data folder)')
+    i.add_argument('--json', action='store_true', help='print the description as JSON')
     i.add_argument('--check', action='store_true', help='also read every chunk and check every invariant')
     i.set_defaults(func=cmd_info)
     s = data.add_parser('show', help='write a PNG grid of samples with query and answer')
-    s.add_argument('file'); s.add_argument('--split', default='test'); s.add_argument('-n', type=int, default=12)
-    s.add_argument('--seed', type=int, default=0); s.add_argument('--out', help='PNG path (default: beside FILE)')
-    s.add_argument('--overwrite', action='store_true')
+    s.add_argument('file', help='dataset file (a relative path: here if there, else in the data folder)')
+    s.add_argument('--split', default='test', help='the split to draw from: train, val or test (default test)')
+    s.add_argument('-n', type=int, default=12, help='number of questions in the grid (default 12)')
+    s.add_argument('--seed', type=int, default=0, help='seed of the random choice of questions (default 0)')
+    s.add_argument('--out', help='PNG path (default: beside FILE, <stem>_<split>.png)')
+    s.add_argument('--overwrite', action='store_true', help='replace an existing PNG')
     s.set_defaults(func=cmd_show)
     return p
 
