@@ -65,6 +65,9 @@ def test_the_wheel_carries_the_shipped_files_weights_and_licence(wheel_env):
     licence, = [n for n in names if n.endswith('.dist-info/licenses/LICENSE')]
     assert 'Apache License' in zipfile.ZipFile(wheel).read(licence).decode()
     assert 'Apache License' in (REPO/'LICENSE').read_text() and (tree/'LICENSE').is_file()
+    meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith('.dist-info/METADATA'))).decode()
+    assert 'License-Expression: Apache-2.0' in meta and 'Provides-Extra: lab' in meta
+    assert {f'Requires-Dist: {p}; extra == "lab"' for p in ('jupyterlab>=4', 'ipywidgets>=8', 'nbconvert>=7')} <= set(meta.splitlines())
 
 
 def test_commands_by_name_from_an_empty_folder(wheel_env, tmp_path):
