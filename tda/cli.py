@@ -203,16 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--version', action='version', version=f"tda {tda.__version__}")
     sub = p.add_subparsers(dest='command', required=True)
     d = sub.add_parser('demo', help='the main job: smoke data, the shipped weights tested, a brief training, Table 1',
-                       description='Generate the three smoke datasets (seed 1), test the shipped weights on them, train '
-                       'HAttNet-CTX for a few epochs on the CPU and write the Table 1 reports into one new folder.')
+                       description='Generate the three smoke datasets (seed 1), test the shipped weights on them, '
+                       'train HAttNet-CTX for a few epochs on the CPU and write the Table 1 reports into a new folder.')
     d.add_argument('--out', help='output folder (default: <runs_dir>/demo-<time>)')
     d.add_argument('--workers', type=int, help='generator processes (default: all cores)')
     d.add_argument('--epochs', type=int, default=DEMO_EPOCHS, help=f'training epochs per model (default {DEMO_EPOCHS})')
     d.add_argument('--quiet', action='store_true', help='no progress bars')
     d.set_defaults(func=cmd_demo)
     t = sub.add_parser('train', help='train a model from a config file', description=
-                       'Train and test one model as a YAML config of tda.train.TrainConfig fields says: a file, or a config '
-                       'shipped with tda by its name (the files of configs/ in a checkout).')
+                       'Train and test one model as a YAML config of tda.train.TrainConfig fields says: a file, or a '
+                       'config shipped with tda by its name (the files of configs/ in a checkout).')
     t.add_argument('config', help='a shipped config by name (e.g. hattnet_ctx_mref_paper) or a YAML file')
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='change a config field, e.g. --set epochs=3')
     t.add_argument('--resume', action='store_true', help='continue the run folder from its last checkpoint')
@@ -228,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--overwrite', action='store_true', help='run every run again, finished ones included')
     w.add_argument('--collect', action='store_true', help='only gather the finished runs into results.csv/.h5, summary.md, comparison.png')
     w.add_argument('--dry-run', action='store_true', help='list the runs and what would be done with each')
-    w.add_argument('--show', metavar='NOTEBOOK', help="list the parameters (name, default, help) of an experiment notebook "
-                   "(a shipped one by name, e.g. mref_table1, or a .ipynb file) and exit")
+    w.add_argument('--show', metavar='NOTEBOOK', help="list the parameters (name, default, help) of an experiment "
+                   "notebook (a shipped one by name, e.g. mref_table1, or a .ipynb file) and exit")
     w.add_argument('--out', help='sweep folder (default: <runs_dir>/<sweep name>)')
     w.add_argument('--quiet', action='store_true', help='no progress bar')
     w.set_defaults(func=cmd_sweep)
@@ -237,14 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
                           'Generate, describe, check and look at MNIST Reference (and moving-digit) dataset files.')
     data = data.add_subparsers(dest='data_command', required=True)
     g = data.add_parser('generate', help='generate a dataset file', description=
-                        'Generate an MNIST Reference dataset from a recipe (a file, or a shipped recipe by name: the files of '
-                        'data_gen/ in a checkout) or from --variant/--size; '
+                        'Generate an MNIST Reference dataset from a recipe (a file, or a shipped recipe by name: the '
+                        'files of data_gen/ in a checkout) or from --variant/--size; '
                         'a recipe with dataset: moving_digits makes clips of moving digits.')
     g.add_argument('recipe', nargs='?', help='a shipped recipe by name (e.g. mref_paper) or a recipe YAML file')
     g.add_argument('--variant', choices=VARIANTS, help='mref | mdist | mbg (default mref)')
     g.add_argument('--size', choices=sorted(SIZES), help='images per split (default smoke)')
-    g.add_argument('--seed', type=int, help="the generator's seed (default: the recipe's, else 0; the default file name "
-                   "gets _seed<N> for seeds other than 0)")
+    g.add_argument('--seed', type=int, help="the generator's seed (default: the recipe's, else 0; the default file "
+                   "name gets _seed<N> for seeds other than 0)")
     g.add_argument('--out', help='output HDF5 file (default: <data_dir>/<variant>_<size>[_seed<N>].h5)')
     g.add_argument('--set', action='append', metavar='KEY=VALUE', help='any generator option, e.g. --set digits=[3,5]')
     g.add_argument('--workers', type=int, help='processes (default: all cores)')

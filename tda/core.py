@@ -180,8 +180,9 @@ def find_file(name, kind: str, base=None) -> Path:
     for c in cands:
         for ext in dict.fromkeys(('', suffix, Path(suffix).suffix)):
             if c.name and (q := c.with_name(c.name + ext)).is_file(): return Path(os.path.abspath(q))
-    raise TdaError(f"{kind} {name} not found: it is not a file here, nor one of the {kind}s of this checkout or shipped "
-                   f"with tda ({', '.join(_known(kind, roots)) or 'none'}); give its path or one of those names.")
+    known = ', '.join(_known(kind, roots)) or 'none'
+    raise TdaError(f"{kind} {name} not found: it is not a file here, nor one of the {kind}s of this checkout or "
+                   f"shipped with tda ({known}); give its path or one of those names.")
 
 # %% ../nbs/00_core.ipynb #4191ff96
 def seed_everything(seed: int, deterministic: bool = False) -> int:

@@ -422,7 +422,8 @@ def run_dir(cfg: TrainConfig) -> Path:
 
 def resolve_data(path) -> Path:
     "The dataset file `path` (see `tda.core.resolve_path`: here, else in the data folder); it must exist."
-    return resolve_path(path, must_exist=True, what='dataset file', hint='make it with `tda data generate` or give its path')
+    return resolve_path(path, must_exist=True, what='dataset file',
+                        hint='make it with `tda data generate` or give its path')
 
 def data_identity(ds, path) -> dict:
     "What identifies a run's data: the dataset's own `identity()` where it has one, else the files' names and sizes."

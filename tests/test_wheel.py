@@ -43,7 +43,8 @@ def wheel_env(tmp_path_factory):
     assert r.returncode == 0, r.stdout + r.stderr
     wheel, = (tmp/'dist').glob('tda-*.whl')
     venv = tmp/'venv'
-    subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages', '--without-pip', venv], check=True, timeout=120)
+    subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages', '--without-pip', venv], check=True,
+                   timeout=120)
     py = venv/('Scripts' if os.name == 'nt' else 'bin')/'python'
     r = subprocess.run([*pip, '--python', py, 'install', '--no-deps', '--no-index', '--force-reinstall', wheel],
                        capture_output=True, text=True, timeout=300)
@@ -67,7 +68,8 @@ def test_the_wheel_carries_the_shipped_files_weights_and_licence(wheel_env):
     assert 'Apache License' in (REPO/'LICENSE').read_text() and (tree/'LICENSE').is_file()
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith('.dist-info/METADATA'))).decode()
     assert 'License-Expression: Apache-2.0' in meta and 'Provides-Extra: lab' in meta
-    assert {f'Requires-Dist: {p}; extra == "lab"' for p in ('jupyterlab>=4', 'ipywidgets>=8', 'nbconvert>=7')} <= set(meta.splitlines())
+    lab = ('jupyterlab>=4', 'ipywidgets>=8', 'nbconvert>=7')
+    assert {f'Requires-Dist: {p}; extra == "lab"' for p in lab} <= set(meta.splitlines())
 
 
 def test_commands_by_name_from_an_empty_folder(wheel_env, tmp_path):
@@ -80,13 +82,14 @@ def test_commands_by_name_from_an_empty_folder(wheel_env, tmp_path):
         assert (r.returncode == 0) == ok, r.stdout + r.stderr
         return r
     where = run(py, '-c', 'import tda, tda.core; print(tda.__file__); print(tda.core.shipped_root())').stdout.split()
-    assert all(Path(w).is_relative_to(py.parent.parent) for w in where), where  # the wheel's package, not the checkout's
-    r = run('tda', 'data', 'generate', 'mref_smoke', '--set', 'splits={train: 4, val: 2, test: 2}', '--workers', 1, '--quiet')
+    assert all(Path(w).is_relative_to(py.parent.parent) for w in where), where  # the wheel's package, not ours
+    r = run('tda', 'data', 'generate', 'mref_smoke', '--set', 'splits={train: 4, val: 2, test: 2}', '--workers', 1,
+            '--quiet')
     assert 'wrote' in r.stdout and '(mref, seed 0: train 4 images' in r.stdout
     user = Path(env['HOME'])/'.local'/'share'/'tda' if sys.platform.startswith('linux') else None
     if user: assert (user/'data'/'mref_smoke.h5').is_file() and (user/'data'/'.cache').is_dir()  # the user's folder
     assert r.stderr.count('tda: no settings.ini here') == 1 and 'TDA_DATA_DIR' in r.stderr, r.stderr  # said once
-    r = run('tda', 'train', 'hattnet_ctx_mref_smoke', '--set', 'epochs=1', '--set', 'batch_size=10', '--quiet')  # its data
+    r = run('tda', 'train', 'hattnet_ctx_mref_smoke', '--set', 'epochs=1', '--set', 'batch_size=10', '--quiet')
     assert 'hattnet_ctx: test accuracy' in r.stdout
     if user: assert (user/'runs'/'hattnet_ctx-mref_smoke-seed0'/'results.json').is_file()
     r = run('tda', 'sweep', '--show', 'mref_table1')
