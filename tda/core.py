@@ -133,13 +133,13 @@ def resolve_path(path, kind: str = 'data', must_exist: bool = False, what: str =
     s = os.fspath(path)
     p, here = Path(s).expanduser(), Path.cwd()
     explicit = s.replace('\\', '/').split('/', 1)[0] in ('.', '..')
+    folder = None
     if p.is_absolute(): res = p
     elif explicit or (here/p).exists() or (len(p.parts) > 1 and (here/p).parent.is_dir()): res = here/p
-    else: res = getattr(get_settings(), f'{kind}_dir')/p
+    else: res = (folder := getattr(get_settings(), f'{kind}_dir'))/p
     res = Path(os.path.abspath(res))
     if must_exist and not res.exists():
-        where = (f"in the working folder ({here}) nor in the {kind} folder ({getattr(get_settings(), f'{kind}_dir')})"
-                 if not p.is_absolute() and not explicit else f"at {res}")
+        where = f"in the working folder ({here}) nor in the {kind} folder ({folder})" if folder else f"at {res}"
         raise TdaError(f"{what} {s} not found: it does not exist {where}{'; ' + hint if hint else ''}.")
     return res
 
