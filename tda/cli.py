@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 import tda
-from .core import TdaError, get_settings, read_yaml, run_record, write_json
+from .core import TdaError, find_file, get_settings, read_yaml, resolve_path, run_record, write_json
 from .data.mref import (FORMAT, SIZES, VARIANTS, MREFParams, data_format, dataset_path, generate_mref, mref_info,
                            mref_params, verify_mref)
 
@@ -28,16 +28,15 @@ __all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'read_recipe
 
 # %% ../nbs/06_cli.ipynb #05b139b2
 def read_recipe(path) -> dict:
-    "The options of a recipe file, as written."
-    return read_yaml(path, 'recipe', 'see data_gen/ for the shipped recipes')
+    "The options of a recipe, as written: a file, or a shipped recipe by name (`mref_paper`; see `tda.core.find_file`)."
+    return read_yaml(find_file(path, 'recipe'), 'recipe')
 
 def recipe_params(recipe: dict) -> tuple[MREFParams, Path]:
     "Generator parameters and output path of a recipe mapping (variant, size, output and any option)."
     d = dict(recipe)
     variant, size = d.pop('variant', 'mref'), d.pop('size', 'smoke')
     out = d.pop('output', None)
-    out = Path(out).expanduser() if out else dataset_path(variant, size, d.get('seed', 0))
-    return mref_params(variant, size, **d), (out if out.is_absolute() else get_settings().data_dir/out)
+    return mref_params(variant, size, **d), resolve_path(out) if out else dataset_path(variant, size, d.get('seed', 0))
 
 def load_recipe(path) -> tuple[MREFParams, Path]:
     "The generator parameters and output path of a recipe file."
@@ -57,8 +56,8 @@ def _generate_clips(recipe: dict, a):
     from tda.data.tasks import make_moving_digits
     d = {k: v for k, v in recipe.items() if k not in ('dataset', 'variant')}
     name = d.pop('size', 'smoke')
-    output = Path(d.pop('output', None) or f'moving_digits_{name}.h5').expanduser()
-    out = Path(a.out) if a.out else output if output.is_absolute() else get_settings().data_dir/output
+    output = d.pop('output', None) or f'moving_digits_{name}.h5'
+    out = resolve_path(a.out or output)
     t = time.perf_counter()
     try: make_moving_digits(out, **d, overwrite=a.overwrite, progress=not a.quiet)
     except TypeError as e: raise TdaError(f"bad moving-digits recipe option: {e}; see tda.data.tasks.make_moving_digits.") from None
@@ -73,7 +72,7 @@ def cmd_generate(a):
     if dataset != 'mref': raise TdaError(f"a recipe's dataset must be 'mref' (MREF, MDIST, MBG: see variant) or 'moving_digits', not {dataset!r}.")
     recipe.pop('dataset', None)
     params, out = recipe_params(recipe)
-    out = Path(a.out) if a.out else out
+    out = resolve_path(a.out) if a.out else out
     t = time.perf_counter()
     generate_mref(out, params, workers=a.workers, overwrite=a.overwrite, progress=not a.quiet)
     counts = ', '.join(f"{s} {c['images']} images / {c['questions']} questions" for s, c in mref_info(out)['splits'].items())
@@ -81,8 +80,9 @@ def cmd_generate(a):
 
 def cmd_show(a):
     from tda.viz import save_mref_grid
-    out = Path(a.out) if a.out else Path(a.file).with_name(f"{Path(a.file).stem}_{a.split}.png")
-    save_mref_grid(a.file, out, a.split, a.n, seed=a.seed, overwrite=a.overwrite)
+    file = resolve_path(a.file, must_exist=True, what='dataset file')
+    out = resolve_path(a.out) if a.out else file.with_name(f"{file.stem}_{a.split}.png")
+    save_mref_grid(file, out, a.split, a.n, seed=a.seed, overwrite=a.overwrite)
     print(f"wrote {out}")
 
 # %% ../nbs/06_cli.ipynb #187d055d
@@ -105,12 +105,13 @@ def _print_clips(info: dict):
     print('  params: ' + json.dumps(info['params']))
 
 def cmd_info(a):
-    fmt = data_format(a.file)
+    file = resolve_path(a.file, must_exist=True, what='dataset file')
+    fmt = data_format(file)
     if clips := fmt not in (None, FORMAT):  # perhaps moving digits (tda.data.tasks imports torch: only then)
         from tda.data import tasks
         clips = fmt == tasks.CLIP_FORMAT
-    info = tasks.moving_digits_info(a.file) if clips else mref_info(a.file)
-    if a.check: info['check'] = tasks.verify_moving_digits(a.file) if clips else verify_mref(a.file)
+    info = tasks.moving_digits_info(file) if clips else mref_info(file)
+    if a.check: info['check'] = tasks.verify_moving_digits(file) if clips else verify_mref(file)
     if a.json:
         print(json.dumps(info, indent=2))
         return
@@ -119,9 +120,9 @@ def cmd_info(a):
 
 # %% ../nbs/06_cli.ipynb #27b8dd79
 def load_train_config(path, overrides: dict | None = None):
-    "A `TrainConfig` from a YAML file and `KEY=VALUE` overrides."
+    "A `TrainConfig` from a YAML file (or a shipped config by name) and `KEY=VALUE` overrides."
     from tda.train import TrainConfig
-    d = read_recipe(path)
+    d = read_yaml(find_file(path, 'config'), 'config')
     d.update(overrides or {})
     return TrainConfig.from_dict(d)
 
@@ -147,7 +148,7 @@ def demo(out=None, workers=None, progress=True, epochs: int = DEMO_EPOCHS, model
     from tda.experiments.table1 import report_pretrained, run_table1
     from tda.viz import save_mref_grid
     t0, s = time.time(), get_settings()
-    out = Path(out) if out else s.runs_dir/f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = resolve_path(out, 'runs') if out else s.runs_dir/f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()): raise TdaError(f"{out} is not empty; choose another --out folder.")
     files = {}
     for v in VARIANTS:
@@ -174,7 +175,7 @@ def cmd_demo(a): demo(a.out, a.workers, progress=not a.quiet, epochs=a.epochs)
 def cmd_sweep(a):
     from tda.sweep import collect_sweep, find_notebook, format_parameters, load_sweep, plan_sweep, run_sweep, sweep_dir
     if a.show: print(format_parameters(find_notebook(a.show))); return
-    if not a.sweep: raise TdaError("name a sweep file (e.g. nbs/experiments/table1_seeds.sweep.yaml) or --show NOTEBOOK.")
+    if not a.sweep: raise TdaError("name a sweep (e.g. table1_seeds, or a .sweep.yaml file) or --show NOTEBOOK.")
     sw = load_sweep(a.sweep)
     if a.collect: collect_sweep(sw, out=a.out, progress=True); return
     if a.dry_run:
@@ -201,15 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='tda', description='Top-down attention in convolutional networks.')
     p.add_argument('--version', action='version', version=f"tda {tda.__version__}")
     sub = p.add_subparsers(dest='command', required=True)
-    d = sub.add_parser('demo', help='the main job on built-in defaults')
+    d = sub.add_parser('demo', help='the main job: smoke data, the shipped weights tested, a brief training, Table 1',
+                       description='Generate the three smoke datasets (seed 1), test the shipped weights on them, '
+                       'train HAttNet-CTX for a few epochs on the CPU and write the Table 1 reports into a new folder.')
     d.add_argument('--out', help='output folder (default: <runs_dir>/demo-<time>)')
     d.add_argument('--workers', type=int, help='generator processes (default: all cores)')
     d.add_argument('--epochs', type=int, default=DEMO_EPOCHS, help=f'training epochs per model (default {DEMO_EPOCHS})')
     d.add_argument('--quiet', action='store_true', help='no progress bars')
     d.set_defaults(func=cmd_demo)
     t = sub.add_parser('train', help='train a model from a config file', description=
-                       'Train and test one model as a YAML config of tda.train.TrainConfig fields says (see configs/).')
-    t.add_argument('config', help='YAML config, e.g. configs/hattnet_ctx_mref_smoke.yaml')
+                       'Train and test one model as a YAML config of tda.train.TrainConfig fields says: a file, or a '
+                       'config shipped with tda by its name (the files of configs/ in a checkout).')
+    t.add_argument('config', help='a shipped config by name (e.g. hattnet_ctx_mref_paper) or a YAML file')
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='change a config field, e.g. --set epochs=3')
     t.add_argument('--resume', action='store_true', help='continue the run folder from its last checkpoint')
     t.add_argument('--overwrite', action='store_true', help='start the run folder again')
@@ -218,24 +222,29 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser('sweep', help='run an experiment notebook over a parameter grid', description=
                        'Run an experiment notebook with papermill once per parameter combination of a sweep file, '
                        'into <runs_dir>/<sweep>/<run-id>/, then collect every run\'s summary.json into one table and figure.')
-    w.add_argument('sweep', nargs='?', help='sweep YAML file, e.g. nbs/experiments/table1_seeds.sweep.yaml')
+    w.add_argument('sweep', nargs='?', help='a shipped sweep by name (e.g. table1_seeds) or a sweep YAML file')
     w.add_argument('--jobs', type=int, default=1, help='runs at once (default 1); with GPUs each job gets its own device')
     w.add_argument('--retry-failed', action='store_true', help='run the failed runs again')
     w.add_argument('--overwrite', action='store_true', help='run every run again, finished ones included')
     w.add_argument('--collect', action='store_true', help='only gather the finished runs into results.csv/.h5, summary.md, comparison.png')
     w.add_argument('--dry-run', action='store_true', help='list the runs and what would be done with each')
-    w.add_argument('--show', metavar='NOTEBOOK', help="list a notebook's parameters (name, default, help) and exit")
+    w.add_argument('--show', metavar='NOTEBOOK', help="list the parameters (name, default, help) of an experiment "
+                   "notebook (a shipped one by name, e.g. mref_table1, or a .ipynb file) and exit")
     w.add_argument('--out', help='sweep folder (default: <runs_dir>/<sweep name>)')
     w.add_argument('--quiet', action='store_true', help='no progress bar')
     w.set_defaults(func=cmd_sweep)
-    data = sub.add_parser('data', help='MNIST Reference datasets (and moving-digit clips)').add_subparsers(dest='data_command', required=True)
+    data = sub.add_parser('data', help='MNIST Reference datasets (and moving-digit clips)', description=
+                          'Generate, describe, check and look at MNIST Reference (and moving-digit) dataset files.')
+    data = data.add_subparsers(dest='data_command', required=True)
     g = data.add_parser('generate', help='generate a dataset file', description=
-                        'Generate an MNIST Reference dataset from a recipe (data_gen/*.yaml) or from --variant/--size; '
+                        'Generate an MNIST Reference dataset from a recipe (a file, or a shipped recipe by name: the '
+                        'files of data_gen/ in a checkout) or from --variant/--size; '
                         'a recipe with dataset: moving_digits makes clips of moving digits.')
-    g.add_argument('recipe', nargs='?', help='recipe YAML file, e.g. data_gen/mref_paper.yaml')
+    g.add_argument('recipe', nargs='?', help='a shipped recipe by name (e.g. mref_paper) or a recipe YAML file')
     g.add_argument('--variant', choices=VARIANTS, help='mref | mdist | mbg (default mref)')
     g.add_argument('--size', choices=sorted(SIZES), help='images per split (default smoke)')
-    g.add_argument('--seed', type=int)
+    g.add_argument('--seed', type=int, help="the generator's seed (default: the recipe's, else 0; the default file "
+                   "name gets _seed<N> for seeds other than 0)")
     g.add_argument('--out', help='output HDF5 file (default: <data_dir>/<variant>_<size>[_seed<N>].h5)')
     g.add_argument('--set', action='append', metavar='KEY=VALUE', help='any generator option, e.g. --set digits=[3,5]')
     g.add_argument('--workers', type=int, help='processes (default: all cores)')
@@ -243,14 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--quiet', action='store_true', help='no progress bar')
     g.set_defaults(func=cmd_generate)
     i = data.add_parser('info', help='splits, counts and parameters of a dataset file (MREF or moving digits)')
-    i.add_argument('file')
-    i.add_argument('--json', action='store_true')
+    i.add_argument('file', help='dataset file (a relative path: here if there, else in the data folder)')
+    i.add_argument('--json', action='store_true', help='print the description as JSON')
     i.add_argument('--check', action='store_true', help='also read every chunk and check every invariant')
     i.set_defaults(func=cmd_info)
     s = data.add_parser('show', help='write a PNG grid of samples with query and answer')
-    s.add_argument('file'); s.add_argument('--split', default='test'); s.add_argument('-n', type=int, default=12)
-    s.add_argument('--seed', type=int, default=0); s.add_argument('--out', help='PNG path (default: beside FILE)')
-    s.add_argument('--overwrite', action='store_true')
+    s.add_argument('file', help='dataset file (a relative path: here if there, else in the data folder)')
+    s.add_argument('--split', default='test', help='the split to draw from: train, val or test (default test)')
+    s.add_argument('-n', type=int, default=12, help='number of questions in the grid (default 12)')
+    s.add_argument('--seed', type=int, default=0, help='seed of the random choice of questions (default 0)')
+    s.add_argument('--out', help='PNG path (default: beside FILE, <stem>_<split>.png)')
+    s.add_argument('--overwrite', action='store_true', help='replace an existing PNG')
     s.set_defaults(func=cmd_show)
     return p
 

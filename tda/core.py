@@ -11,6 +11,7 @@ import configparser
 import contextlib
 import datetime as _dt
 import functools
+import importlib.util
 import json
 import os
 import platform
@@ -32,9 +33,9 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['MODELS', 'DATASETS', 'LOSSES', 'METRIC_SETS', 'TdaError', 'Settings', 'find_settings_file', 'get_settings',
-           'outside_nbs', 'seed_everything', 'temporary_path', 'temporary_owner', 'remove_stale_temporaries',
-           'check_writable', 'atomic_path', 'write_json', 'read_yaml', 'interrupt_checkpoints', 'library_versions',
-           'git_revision', 'run_record', 'Registry']
+           'outside_nbs', 'resolve_path', 'shipped_root', 'find_file', 'seed_everything', 'temporary_path',
+           'temporary_owner', 'remove_stale_temporaries', 'check_writable', 'atomic_path', 'write_json', 'read_yaml',
+           'interrupt_checkpoints', 'library_versions', 'git_revision', 'run_record', 'Registry']
 
 # %% ../nbs/00_core.ipynb #7cd4646b
 class TdaError(Exception):
@@ -72,27 +73,47 @@ def find_settings_file(start=None) -> Path | None:
             if cp.has_section('tda'): return f
     return None
 
+def _user_folders() -> dict:
+    "Where data and runs go outside a checkout: the user's data folder for tda (platformdirs), e.g. ~/.local/share/tda."
+    import platformdirs
+    d = platformdirs.user_data_path('tda', appauthor=False)
+    return {'data_dir': d/'data', 'runs_dir': d/'runs', 'mnist_root': d/'data'}
+
+def _tell_user_folders(res: dict, used: list[str]):
+    "Say once (per process and the processes it starts) where the user-level defaults put data and runs."
+    if not used or os.environ.get('TDA_FOLDERS_SHOWN'): return
+    os.environ['TDA_FOLDERS_SHOWN'] = '1'
+    what = {'data_dir': ('datasets and the MNIST cache', 'TDA_DATA_DIR'), 'runs_dir': ('runs', 'TDA_RUNS_DIR')}
+    said = [f"{what[k][0]} in {res[k]} ({what[k][1]} to change)" for k in what if k in used]
+    if said: print(f"tda: no settings.ini here (outside a checkout): {'; '.join(said)}", file=sys.stderr)
+
 def get_settings(start=None) -> Settings:
-    "Settings from the environment, then `settings.ini`, then the defaults."
+    """Settings from the environment, then `settings.ini`, then the defaults: beside `settings.ini` in a checkout,
+    else in the user's data folder (said once on stderr)."""
     f = find_settings_file(start)
-    base, values = (f.parent if f else Path.cwd()), {}
+    values = {}
     if f:
         cp = configparser.ConfigParser()
         cp.read(f)
         unknown = set(cp['tda']) - set(_SETTINGS)
         if unknown: raise TdaError(f"{f}: unknown key(s) {sorted(unknown)} in [tda]; valid keys are {sorted(_SETTINGS)}.")
         values = dict(cp['tda'])
-    res = {}
+    defaults = {k: f.parent/d for k, (_, d) in _SETTINGS.items() if d} if f else _user_folders()
+    res, used = {}, []
     for k, (env, default) in _SETTINGS.items():
         v = os.environ.get(env)
         if v is not None: p = Path(v).expanduser() if v else None
-        else:
+        elif f:
             v = values.get(k, default).strip()
-            p = (base/Path(v).expanduser()) if v else None
+            p = (f.parent/Path(v).expanduser()) if v else None
+        else: p = None
+        if p is None and k in ('data_dir', 'runs_dir', 'mnist_root'):
+            p = defaults[k]
+            if not f: used.append(k)
         res[k] = p.resolve() if p is not None else None
-    for k in ('data_dir', 'runs_dir', 'mnist_root'):
-        if res[k] is None: res[k] = (base/_SETTINGS[k][1]).resolve()
-    return Settings(**res, source=str(f) if f else 'defaults')
+    _tell_user_folders(res, used)
+    return Settings(**res, source=str(f) if f else 'user folders (no settings.ini)')
+
 
 # %% ../nbs/00_core.ipynb #755b42a0
 def outside_nbs(path, what: str = 'output folder') -> Path:
@@ -102,6 +123,66 @@ def outside_nbs(path, what: str = 'output folder') -> Path:
     if nbs is not None and p.is_relative_to(nbs):
         raise TdaError(f"{what} {p} is inside {nbs}; experiment outputs never go into nbs/, choose another folder.")
     return p
+
+# %% ../nbs/00_core.ipynb #59d66479
+def resolve_path(path, kind: str = 'data', must_exist: bool = False, what: str = 'file', hint: str = '') -> Path:
+    """Where the dataset (`kind='data'`) or run (`'runs'`) path `path` points: absolute as given; relative, in the
+    working folder if it (or its folder, or `./`, `../`) is there, else in the configured `data_dir` / `runs_dir`.
+    With `must_exist`, a missing path is a `TdaError` (a `what`) naming the places looked in, and `hint`."""
+    if kind not in ('data', 'runs'): raise ValueError(f"kind must be 'data' or 'runs', not {kind!r}")
+    s = os.fspath(path)
+    p, here = Path(s).expanduser(), Path.cwd()
+    explicit = s.replace('\\', '/').split('/', 1)[0] in ('.', '..')
+    folder = None
+    if p.is_absolute(): res = p
+    elif explicit or (here/p).exists() or (len(p.parts) > 1 and (here/p).parent.is_dir()): res = here/p
+    else: res = (folder := getattr(get_settings(), f'{kind}_dir'))/p
+    res = Path(os.path.abspath(res))
+    if must_exist and not res.exists():
+        where = f"in the working folder ({here}) nor in the {kind} folder ({folder})" if folder else f"at {res}"
+        raise TdaError(f"{what} {s} not found: it does not exist {where}{'; ' + hint if hint else ''}.")
+    return res
+
+# %% ../nbs/00_core.ipynb #f35e37dd
+_KINDS = {  # kind: (its folders in a checkout, its file suffix)
+    'recipe': (('data_gen',), '.yaml'),
+    'config': (('configs',), '.yaml'),
+    'experiment': (('nbs/experiments',), '.ipynb'),
+    'sweep file': (('nbs/experiments', 'data_gen'), '.sweep.yaml'),
+}
+
+def shipped_root() -> Path | None:
+    """The folder holding the shipped `data_gen/`, `configs/` and `nbs/experiments/`: `tda/shipped/` in an installed
+    wheel (setup.py copies them there), else the source checkout the package is imported from."""
+    spec = importlib.util.find_spec('tda')  # finds the package without importing it
+    if spec is None or not spec.origin: return None
+    pkg = Path(spec.origin).parent
+    for root in (pkg/'shipped', pkg.parent):
+        if all((root/f).is_dir() for f in ('data_gen', 'configs', 'nbs/experiments')): return root
+    return None
+
+def _known(kind: str, roots) -> list[str]:
+    "The names of the `kind` files in the folders of `roots`."
+    folders, suffix = _KINDS[kind]
+    files = {f.name for r in roots for d in folders for f in (r/d).glob(f'*{suffix}')}
+    if kind == 'recipe': files = {f for f in files if not f.endswith(_KINDS['sweep file'][1])}
+    return sorted(f.removesuffix(suffix) for f in files)
+
+def find_file(name, kind: str, base=None) -> Path:
+    """The `kind` file `name` ('recipe', 'config', 'experiment' or 'sweep file'): a path (relative to `base`, else to
+    the working folder), else one of the checkout's, else one shipped with tda; its suffix may be left out."""
+    if kind not in _KINDS: raise ValueError(f"kind must be one of {sorted(_KINDS)}, not {kind!r}")
+    folders, suffix = _KINDS[kind]
+    p, f = Path(str(name)).expanduser(), find_settings_file()
+    roots = list(dict.fromkeys(r for r in (f.parent if f else None, shipped_root()) if r is not None))
+    cands = ([Path(base)/p] if base is not None else []) + [p]
+    if not p.is_absolute(): cands += [r/d/p for r in roots for d in folders] + [r/p for r in roots]
+    for c in cands:
+        for ext in dict.fromkeys(('', suffix, Path(suffix).suffix)):
+            if c.name and (q := c.with_name(c.name + ext)).is_file(): return Path(os.path.abspath(q))
+    known = ', '.join(_known(kind, roots)) or 'none'
+    raise TdaError(f"{kind} {name} not found: it is not a file here, nor one of the {kind}s of this checkout or "
+                   f"shipped with tda ({known}); give its path or one of those names.")
 
 # %% ../nbs/00_core.ipynb #4191ff96
 def seed_everything(seed: int, deterministic: bool = False) -> int:

@@ -29,13 +29,13 @@ import yaml
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from .core import TdaError, atomic_path, find_settings_file, get_settings, outside_nbs, read_yaml, run_record, write_json
+from .core import (TdaError, atomic_path, find_file, get_settings, outside_nbs, read_yaml, resolve_path, run_record,
+                      write_json)
 
 # %% auto #0
-__all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SweepRun', 'run_id', 'experiments_dir', 'find_notebook', 'notebook_parameters',
-           'format_parameters', 'Sweep', 'check_sweep', 'load_sweep', 'sweep_dir', 'run_state', 'visible_gpus',
-           'slot_environment', 'notebook_error', 'plan_sweep', 'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep',
-           'collect_sweep']
+__all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SweepRun', 'run_id', 'find_notebook', 'notebook_parameters', 'format_parameters',
+           'Sweep', 'check_sweep', 'load_sweep', 'sweep_dir', 'run_state', 'visible_gpus', 'slot_environment',
+           'notebook_error', 'plan_sweep', 'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep', 'collect_sweep']
 
 # %% ../nbs/07_sweep.ipynb #3f02e8db
 SWEEP_KEYS = ('name', 'notebook', 'parameters', 'grid', 'runs', 'collect', 'output_parameter')
@@ -63,23 +63,11 @@ def run_id(naming: dict) -> str:
     return s if len(s) <= 80 else f"{s[:71]}-{_digest(naming)}"
 
 # %% ../nbs/07_sweep.ipynb #591f85ea
-def experiments_dir() -> Path | None:
-    "The checkout's `nbs/experiments/` folder, if there is one."
-    s = find_settings_file()
-    d = s.parent/'nbs'/'experiments' if s else None
-    return d if d is not None and d.is_dir() else None
-
 def find_notebook(name, base=None) -> Path:
-    "The notebook `name`: a path (relative to `base` or the current folder), or a notebook of `nbs/experiments/`."
-    name = str(name)
-    cands = [Path(base)/name] if base else []
-    cands += [Path(name)]
-    if (ex := experiments_dir()) is not None: cands.append(ex/name)
-    for c in cands:
-        for p in (c, c.with_name(c.name + '.ipynb')):
-            if p.is_file() and p.suffix == '.ipynb': return p.resolve()
-    known = ', '.join(p.name for p in sorted(ex.glob('*.ipynb'))) if ex else 'none found (no nbs/experiments/ here)'
-    raise TdaError(f"notebook {name} not found; give a path to a .ipynb file or one of nbs/experiments/: {known}.")
+    "The experiment notebook `name`: a path (relative to `base` or the working folder), or one of `nbs/experiments/`."
+    p = find_file(name, 'experiment', base)
+    if p.suffix != '.ipynb': raise TdaError(f"{p} is not a notebook (.ipynb); name an experiment notebook.")
+    return p
 
 def notebook_parameters(nb) -> dict:
     "The parameters of notebook `nb`: name -> {'default' (source text), 'value' (Python value or None), 'help'}."
@@ -175,7 +163,7 @@ def _folder_name(name: str) -> str:
 
 def load_sweep(path) -> Sweep:
     "Read and check the sweep file `path`."
-    path = Path(path)
+    path = find_file(path, 'sweep file')
     d = read_yaml(path, 'sweep file', 'see nbs/experiments/*.sweep.yaml for examples')
     bad = sorted(set(d) - set(SWEEP_KEYS))
     if bad: raise TdaError(f"sweep file {path}: unknown key(s) {bad}; the keys are {', '.join(SWEEP_KEYS)}.")
@@ -191,7 +179,7 @@ def load_sweep(path) -> Sweep:
 # %% ../nbs/07_sweep.ipynb #db588798
 def sweep_dir(sw: Sweep, out=None) -> Path:
     "Where the runs of `sw` go: `out`, or `<runs_dir>/<name>` (never outside it: a `Sweep` may be made in Python)."
-    d = (Path(out).expanduser() if out else get_settings().runs_dir/_folder_name(sw.name)).resolve()
+    d = resolve_path(out, 'runs') if out else (get_settings().runs_dir/_folder_name(sw.name)).resolve()
     outside_nbs(d, 'the sweep folder')
     return d
 

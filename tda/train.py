@@ -40,7 +40,7 @@ import tda.data.vg  # noqa: F401  (registers the 'vg_attributes' dataset)
 import tda.models.vg  # noqa: F401  (registers the VGG-16 attribute models, their loss and metric set)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .core import (DATASETS, LOSSES, METRIC_SETS, MODELS, TdaError, atomic_path, get_settings,
-                      remove_stale_temporaries, run_record, temporary_owner, write_json)
+                      remove_stale_temporaries, resolve_path, run_record, temporary_owner, write_json)
 from .metrics import (AccuracyPerScale, AttentionPR, pointing_game, true_positive_strength, uniform_strength)
 from .models.hattnet import effective_attention
 
@@ -417,17 +417,13 @@ def load_best(run, model: str | None = None, **model_args):
 
 def run_dir(cfg: TrainConfig) -> Path:
     "The run folder of `cfg`: `out_dir`, or a name made of the model, the data and the seed under the runs folder."
-    if cfg.out_dir: return Path(cfg.out_dir).expanduser().resolve()
+    if cfg.out_dir: return resolve_path(cfg.out_dir, 'runs')
     return get_settings().runs_dir/f"{cfg.model}-{Path(cfg.data).stem}-seed{cfg.seed}"
 
 def resolve_data(path) -> Path:
-    "A dataset file as given, or under the data folder of the settings."
-    p = Path(path).expanduser()
-    if p.exists() or p.is_absolute(): return p
-    q = get_settings().data_dir/p
-    if q.exists(): return q
-    raise TdaError(f"dataset file {path} not found here or in the data folder {get_settings().data_dir}; "
-                   f"make it with `tda data generate` or give its path.")
+    "The dataset file `path` (see `tda.core.resolve_path`: here, else in the data folder); it must exist."
+    return resolve_path(path, must_exist=True, what='dataset file',
+                        hint='make it with `tda data generate` or give its path')
 
 def data_identity(ds, path) -> dict:
     "What identifies a run's data: the dataset's own `identity()` where it has one, else the files' names and sizes."

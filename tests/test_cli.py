@@ -1,4 +1,5 @@
 "The `tda` command line, run as a user runs it."
+import argparse
 import inspect
 import json
 import os
@@ -9,7 +10,7 @@ import h5py
 import pytest
 
 from conftest import REPO
-from tda.cli import load_recipe, read_recipe
+from tda.cli import build_parser, load_recipe, read_recipe
 from tda.data.mref import mref_params
 from tda.models.pretrained import pretrained_cards
 
@@ -42,7 +43,10 @@ def test_generate_from_recipe_info_and_show(tmp_path):
 
 @pytest.mark.parametrize('args, match', [
     (['data', 'info', 'no_such.h5'], 'does not exist'),
-    (['data', 'generate', 'no_such.yaml'], 'recipe'),
+    (['data', 'generate', 'no_such.yaml'], 'recipe no_such.yaml not found'),
+    (['train', 'no_such_config'], 'config no_such_config not found'),
+    (['sweep', 'no_such_sweep'], 'sweep file no_such_sweep not found'),
+    (['sweep', '--show', 'no_such_notebook'], 'experiment no_such_notebook not found'),
     (['data', 'generate', '--set', 'digits=[4, 12]'], 'distinct classes'),
     (['data', 'generate', '--set', 'colour=red'], 'valid options'),
     (['data', 'generate', '--set', 'nonsense'], 'KEY=VALUE'),
@@ -50,6 +54,27 @@ def test_generate_from_recipe_info_and_show(tmp_path):
 def test_bad_input_is_one_clear_error(env_paths, args, match):
     r = tda(*args)
     assert r.returncode == 2 and match in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_a_missing_config_is_named_a_config():
+    r = tda('train', 'hattnet_ctx_mref_smok')
+    assert r.returncode == 2 and 'config hattnet_ctx_mref_smok not found' in r.stderr and 'recipe' not in r.stderr
+    assert 'hattnet_ctx_mref_smoke' in r.stderr  # the known names
+
+
+def test_every_command_and_option_has_help():
+    "Walk the whole parser: every subcommand has a help line in its parent's list, every argument its own."
+    def walk(parser, path):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                helps = {c.dest: c.help for c in a._choices_actions}
+                for name, sub in a.choices.items():
+                    yield f"{path} {name}", helps.get(name)
+                    yield from walk(sub, f"{path} {name}")
+            else: yield f"{path} {'/'.join(a.option_strings) or a.dest}", a.help
+    items = dict(walk(build_parser(), 'tda'))
+    assert len(items) > 40 and 'tda data show -n' in items and 'tda data generate --seed' in items
+    assert [k for k, h in items.items() if not h or h == argparse.SUPPRESS] == []
 
 
 def test_recipes_match_their_names():

@@ -30,6 +30,19 @@ def test_make_datasets(tmp_path, env_paths):
     assert 'image/png' in text and 'mean scale' in text
 
 
+
+def test_make_datasets_writes_where_its_parameters_say(tmp_path, env_paths):
+    "Relative paths follow the one rule: here when there, else the data folder (file) and the runs folder (summary)."
+    work = tmp_path/'work'
+    work.mkdir()
+    pm.execute_notebook(EXPERIMENTS/'make_datasets.ipynb', tmp_path/'run.ipynb', cwd=work, progress_bar=False,
+                        parameters=dict(variant='mref', seed=2, output_path='tiny.h5', output_dir='summary',
+                                        splits={'train': 4, 'val': 2, 'test': 2}))
+    assert (env_paths/'data'/'tiny.h5').is_file() and list(work.iterdir()) == []
+    summary = json.loads((env_paths/'runs'/'summary'/'summary.json').read_text())
+    assert summary['file'] == str(env_paths/'data'/'tiny.h5')
+
+
 def test_mref_table1(tmp_path, env_paths, datasets):
     out = tmp_path/'table1'
     pm.execute_notebook(EXPERIMENTS/'mref_table1.ipynb', tmp_path/'run.ipynb', cwd=tmp_path, progress_bar=False,

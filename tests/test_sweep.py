@@ -118,7 +118,7 @@ grid: {{seed: [3, 4]}}
 
 
 def test_bad_sweeps_are_refused_before_anything_runs(tmp_path, env_paths):
-    "Run in the checkout, where a notebook of nbs/experiments/ is found by its name (from any other folder it is not)."
+    "A notebook of nbs/experiments/ is found by its name (in the checkout, as here, and from any folder)."
     sweep = write(tmp_path/'bad.sweep.yaml', "notebook: mref_table1\nparameters: {epochs: 1}\ngrid: {sed: [0, 1]}\n")
     r = tda('sweep', sweep, env=os.environ, cwd=REPO)
     assert r.returncode == 2 and "no parameter(s) ['sed']" in r.stderr and 'Traceback' not in r.stderr
