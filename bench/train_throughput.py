@@ -179,6 +179,8 @@ def main():
     p.add_argument('--steps', type=int, default=15, help='timed steps of the bare loops (fp32; bf16 takes a third)')
     p.add_argument('--train-images', type=int, default=600, help="training images of the trainer's file (~7 questions each)")
     p.add_argument('--repeats', type=int, default=2)
+    p.add_argument('--trainer-precisions', nargs='+', default=['fp32'],
+                   help="precisions the trainer runs in too (bf16 without hardware support takes ~10x as long as fp32)")
     p.add_argument('--threads', type=int, default=1,
                    help='threads per run (1: as the Table 1 runs train, one per core, two side by side)')
     p.add_argument('--out', default=None)
@@ -195,7 +197,9 @@ def main():
     macs = {m: macs_per_question(m, train_ds) for m in a.models}  # what the loops below compute per question
     del train_ds
     settings = [(m, pr, mo, loop) for m in a.models for pr in a.precisions for mo in a.modes
-                for loop in ('bare (as it was)', 'bare', 'trainer') if not (loop == 'bare (as it was)' and (pr, mo) != ('fp32', 'eager'))]
+                for loop in ('bare (as it was)', 'bare', 'trainer')
+                if not (loop == 'bare (as it was)' and (pr, mo) != ('fp32', 'eager'))
+                and not (loop == 'trainer' and pr not in a.trainer_precisions)]
     speeds = {s: [] for s in settings}
     with tempfile.TemporaryDirectory() as tmp:
         small = subset_file(data, Path(tmp)/'train_subset.h5', a.train_images)
