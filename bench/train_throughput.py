@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-import tda.models.hattnet  # noqa: F401  (registers the models)
-from tda.core import MODELS, run_record, write_json
+from tda import create_model
+from tda.core import run_record, write_json
 from tda.data.dataset import MREFDataset, QuestionsByImage
 from tda.data.mref import generate_mref, mref_info, mref_params
 from tda.train import TrainConfig, resolve_data, train
@@ -46,7 +46,7 @@ BATCH = 200
 
 def macs_per_question(name):
     "Multiply-adds of one question, forward and backward, counted by torch on a batch of 2 (no sharing)."
-    m = MODELS.create(name).train()
+    m = create_model(name).train()
     x, q = torch.rand(2, 3, 100, 100), torch.tensor([1, 2])
     with FlopCounterMode(display=False) as fc:
         F.cross_entropy(m(x, q)['logits'], torch.tensor([0, 1])).backward()
@@ -102,7 +102,7 @@ def relu_before_pool(model):
 def bare(name, ds, precision, mode, steps, old=False):
     "Questions/s of the plainest loop (or the last release's) over `steps` batches after 3 warm-up steps."
     torch.manual_seed(0)
-    model = MODELS.create(name)
+    model = create_model(name)
     if old: model = relu_before_pool(model)
     model = model.to(memory_format=torch.channels_last).train()
     opt = torch.optim.RMSprop(model.parameters(), lr=3e-3, alpha=0.9, eps=1e-6)

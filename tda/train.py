@@ -32,16 +32,13 @@ from tqdm.auto import tqdm
 
 import tda.data.dataset  # noqa: F401  (registers the 'mref' dataset)
 import tda.data.imagefolder  # noqa: F401  (registers the 'imagefolder' dataset)
-import tda.models.factory  # noqa: F401  (registers the torchvision, baseline and TD classifiers)
-import tda.models.hattnet  # noqa: F401  (registers the HAttNet models)
 import tda.data.tasks  # noqa: F401  (registers the 'mref_objects' and 'moving_digits' datasets)
-import tda.models.tasks  # noqa: F401  (registers the FCOS and SimplePose models)
 import tda.data.vg  # noqa: F401  (registers the 'vg_attributes' dataset)
-import tda.models.vg  # noqa: F401  (registers the VGG-16 attribute models, their loss and metric set)
 from .checkpoint import load_checkpoint, save_checkpoint
-from .core import (DATASETS, LOSSES, METRIC_SETS, MODELS, TdaError, atomic_path, get_settings, run_record,
+from .core import (DATASETS, LOSSES, METRIC_SETS, TdaError, atomic_path, get_settings, run_record,
                       write_json)
 from .metrics import (AccuracyPerScale, AttentionPR, pointing_game, true_positive_strength, uniform_strength)
+from .models import create_model
 from .models.hattnet import effective_attention
 
 # %% auto #0
@@ -411,7 +408,7 @@ def load_best(run, model: str | None = None, **model_args):
     "The model of run folder `run` with the weights of its best validation epoch, in eval mode (name and args from its config)."
     rec, t = load_checkpoint(Path(run)/'checkpoints'/'best.pt')
     cfg = rec.get('config') or {}
-    m = MODELS.create(model or cfg['model'], **{**rec.get('model_args', cfg.get('model_args', {})), **model_args})
+    m = create_model(model or cfg['model'], **{**rec.get('model_args', cfg.get('model_args', {})), **model_args})
     m.load_state_dict(t['model'])
     return m.eval()
 
@@ -523,7 +520,7 @@ def _build(cfg: TrainConfig):
     ds = {s: DATASETS.create(cfg.dataset, path=data, split=s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
     model_args = dict(cfg.model_args)
     if hasattr(ds['train'], 'classes'): model_args.setdefault('num_classes', len(ds['train'].classes))  # a classification set
-    try: model = MODELS.create(cfg.model, **model_args)
+    try: model = create_model(cfg.model, **model_args)
     except TypeError as e: raise TdaError(f"bad model_args {cfg.model_args} for {cfg.model}: {e}.") from None
     item = ds['train'][0]
     missing = [k for k in [*cfg.inputs, cfg.target] if k not in item]

@@ -151,8 +151,7 @@ def run_table1(out, variants=('mref',), models=TABLE1_MODELS, size: str = 'smoke
     `data` maps a variant to a dataset file to use instead of `<data_dir>/<variant>_<size>.h5`; any other
     keyword is a `TrainConfig` field (e.g. `batch_size`, `mixed_precision`)."""
     out, t0 = Path(out).expanduser().resolve(), time.time()
-    bad = [m for m in models if m not in MODELS]
-    if bad: raise TdaError(f"unknown model(s) {bad}; known models: {', '.join(MODELS.names())}.")
+    for m in models: MODELS.parse(m)  # an unknown name: one error naming the closest known ones
     if out.exists() and any(out.iterdir()) and not (resume or overwrite):
         raise TdaError(f"{out} is not empty; pass resume=True to reuse its finished runs, overwrite=True to start again, "
                        f"or choose another folder.")

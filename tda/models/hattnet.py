@@ -86,12 +86,12 @@ class HAttNet(nn.Module):
             maps.append(a)
         return {'logits': self.head(x.sum((2, 3))), 'attention': maps}  # Eq. 8: sum of the last attended map
 
-@MODELS.register('hattnet_ctx')
+@MODELS.register('hattnet_ctx', task='query')
 def hattnet_ctx(**kw) -> HAttNet:
     "HAttNet-CTX: 3x3 local context in the intermediate attention layers."
     return HAttNet(context=3, **kw)
 
-@MODELS.register('hattnet')
+@MODELS.register('hattnet', task='query')
 def hattnet(**kw) -> HAttNet:
     "HAttNet: every attention layer sees one location (1x1)."
     return HAttNet(context=1, **kw)
@@ -123,10 +123,10 @@ class HardAttentionNet(SoftAttentionNet):
         logits = torch.logsumexp(per_loc + a.flatten(1).clamp_min(1e-12).log()[:, :, None], dim=1)
         return {'logits': logits, 'attention': [a]}
 
-@MODELS.register('soft')
+@MODELS.register('soft', task='query')
 def soft(**kw) -> SoftAttentionNet: return SoftAttentionNet(**kw)
 
-@MODELS.register('hard')
+@MODELS.register('hard', task='query')
 def hard(**kw) -> HardAttentionNet: return HardAttentionNet(**kw)
 
 # %% ../../nbs/03_models.hattnet.ipynb #8da3bde3
@@ -165,7 +165,7 @@ def sampled_region(theta, size) -> torch.Tensor:
         q = torch.linalg.solve(A, (p.float() - t[:, None, :]).transpose(1, 2)).transpose(1, 2)  # output coordinates
         return (q.abs().amax(-1) <= 1).to(theta.dtype).view(-1, 1, H, W)
 
-@MODELS.register('stn')
+@MODELS.register('stn', task='query')
 def stn(**kw) -> SpatialTransformerNet: return SpatialTransformerNet(**kw)
 
 # %% ../../nbs/03_models.hattnet.ipynb #ef553606

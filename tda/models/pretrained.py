@@ -15,7 +15,6 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..core import MODELS, TdaError, check_writable, write_json
-import tda.models.hattnet  # noqa: F401  (the models the shipped weights belong to)
 
 # %% auto #0
 __all__ = ['WEIGHTS_DIR', 'pretrained_cards', 'list_pretrained', 'load_pretrained', 'export_pretrained']

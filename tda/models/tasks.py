@@ -21,7 +21,7 @@ from ..core import MODELS, TdaError
 from .tdaf import TDAF, TDAF_BACKBONES, VIDEO_BACKBONES, tdaf_backbone
 
 # %% auto #0
-__all__ = ['TASK_PATTERN', 'TDAFPyramid', 'Detector', 'HeatmapNet', 'simple_pose', 'fcos', 'create_task_model']
+__all__ = ['TASK_PATTERN', 'TASK_NAMES', 'TDAFPyramid', 'Detector', 'HeatmapNet', 'simple_pose', 'fcos', 'task_model']
 
 # %% ../../nbs/03_models.tasks.ipynb #eec4c80d
 class TDAFPyramid(nn.Module):
@@ -123,13 +123,17 @@ def fcos(backbone: str = 'resnet50', num_classes: int = 91, flows: int = 0, anar
     return Detector(body, num_classes, image_size=image_size, **detector_args)
 
 # %% ../../nbs/03_models.tasks.ipynb #c4779192
-TASK_PATTERN = r'(?P<task>fcos|simplepose)_(?P<bb>resnet\d+|resnext\d+)(?:_tdaf_anar(?P<k>\d)_f(?P<n>\d+))?'
+TASK_PATTERN = r'(?P<task>fcos|simplepose)_(?P<bb>[a-z0-9]+)(?:_tdaf_anar(?P<k>\d)_f(?P<n>\d+))?'
+TASK_NAMES = ('fcos_resnet50', 'fcos_resnet50_tdaf_anar3_f4', 'fcos_resnet18', 'fcos_resnet18_tdaf_anar3_f3',
+              'simplepose_resnet50', 'simplepose_resnet50_tdaf_anar3_f3', 'simplepose_resnet50_tdaf_anar5_f3',
+              'simplepose_resnet18', 'simplepose_resnet18_tdaf_anar3_f3')
 
-def create_task_model(name: str, num_classes: int | None = None, **options) -> nn.Module:
-    "The detector or pose model called `name` (see above); `num_classes`: FCOS's classes or the pose model's keypoints."
-    m = re.fullmatch(TASK_PATTERN, name)
-    if not m: raise TdaError(f"unknown model {name!r}; detection and pose models take a ResNet or ResNeXt backbone: names look "
-                             f"like fcos_resnet50, fcos_resnet50_tdaf_anar3_f4, simplepose_resnet50_tdaf_anar5_f3.")
+def task_model(name, num_classes: int | None = None, **options) -> nn.Module:
+    "The detector or pose model of a parsed name (a match of `TASK_PATTERN`); `num_classes`: classes or keypoints."
+    m = name
+    if not m['bb'].startswith(('resnet', 'resnext')) or m['bb'] not in TDAF_BACKBONES:
+        raise TdaError(f"unknown model {m[0]!r}: detection and pose models take a ResNet or ResNeXt backbone "
+                       f"({', '.join(b for b in TDAF_BACKBONES if b.startswith('res'))}), not {m['bb']!r}.")
     kw = dict(flows=int(m['n']), anar=int(m['k'])) if m['n'] else {}
     if num_classes is not None: kw['num_classes'] = num_classes
     if m['task'] == 'fcos':
@@ -137,4 +141,5 @@ def create_task_model(name: str, num_classes: int | None = None, **options) -> n
         return fcos(m['bb'], **kw, tdaf_args=tdaf_args, **options)
     return simple_pose(m['bb'], **kw, **options)
 
-MODELS.register_pattern(TASK_PATTERN, create_task_model, 'fcos_resnet50_tdaf_anar3_f4, simplepose_resnet50_tdaf_anar5_f3')
+MODELS.register_pattern(TASK_PATTERN, task_model, 'fcos_resnet50_tdaf_anar3_f4, simplepose_resnet50_tdaf_anar5_f3',
+                        task=lambda m: 'detection' if m['task'] == 'fcos' else 'pose', names=TASK_NAMES)

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core import TdaError
+from ..core import MODELS, TdaError
 
 # %% auto #0
-__all__ = ['ANAR_DEPTHS', 'TDAF_BACKBONES', 'VIDEO_BACKBONES', 'MultiFlowBatchNorm', 'to_multi_flow', 'set_flow', 'ANAR', 'TDAF',
-           'ConcatHead', 'tdaf_backbone', 'create_tdaf']
+__all__ = ['ANAR_DEPTHS', 'TDAF_BACKBONES', 'VIDEO_BACKBONES', 'TDAF_PATTERN', 'TDAF_NAMES', 'MultiFlowBatchNorm',
+           'to_multi_flow', 'set_flow', 'ANAR', 'TDAF', 'ConcatHead', 'tdaf_backbone', 'tdaf_model']
 
 # %% ../../nbs/03_models.tdaf.ipynb #cb9a3edf
 class MultiFlowBatchNorm(nn.Module):
@@ -243,16 +243,23 @@ def tdaf_backbone(name: str, num_classes: int = 1000):
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), m.classifier)
     return f[0], stages, head, [24, 32, 96, 1280]
 
-def create_tdaf(name: str, num_classes: int = 1000, **options) -> TDAF:
-    "`{backbone}_tdaf_anar{K}_f{N}` or `{backbone}_tdaf_concat_f{N}`; options go to `TDAF` (eta, symmetric, order)."
-    import re
-    m = re.fullmatch(r'(?P<bb>[a-z0-9_]+?)_tdaf_(?:anar(?P<k>\d)|(?P<concat>concat))_f(?P<n>\d+)', name)
-    if not m: raise TdaError(f"unknown TDAF model {name!r}; names look like resnet50_tdaf_anar3_f3 or resnet50_tdaf_concat_f3.")
-    stem, stages, head, chans = tdaf_backbone(m['bb'], num_classes)
-    flows = int(m['n'])
-    if m['bb'] in VIDEO_BACKBONES: options.setdefault('dims', 3)
-    if m['concat']:
+TDAF_PATTERN = r'(?P<bb>[a-z0-9]+(?:_\d+)?)_tdaf_(?:anar(?P<k>\d)|(?P<concat>concat))_f(?P<n>\d+)'
+TDAF_NAMES = (*(f'resnet50_tdaf_anar{k}_f3' for k in ANAR_DEPTHS), 'resnet50_tdaf_concat_f3', 'resnet101_tdaf_anar3_f3',
+              'resnet152_tdaf_anar3_f3', 'resnext50_tdaf_anar3_f3', 'resnext101_tdaf_anar3_f3', 'vgg16_tdaf_anar5_f3',
+              'vgg19_tdaf_anar5_f3', 'mobilenetv2_tdaf_anar3_f2', 'resnet18_tdaf_anar3_f3', 'r3d_18_tdaf_anar5_f3')
+
+def tdaf_model(name, num_classes: int | None = None, **options) -> TDAF:
+    "The TDAF model of a parsed name (a match of `TDAF_PATTERN`); options go to `TDAF` (eta, symmetric, order)."
+    bb, flows = name['bb'], int(name['n'])
+    if num_classes is None: num_classes = 400 if bb in VIDEO_BACKBONES else 1000  # Kinetics-400 or ImageNet
+    stem, stages, head, chans = tdaf_backbone(bb, num_classes)
+    if bb in VIDEO_BACKBONES: options.setdefault('dims', 3)
+    if name['concat']:
         symmetric = options.get('symmetric', False)
         ends = [len(stages) - 1 if symmetric else len(stages) - 1 - (flows - n) for n in range(1, flows + 1)]
-        return TDAF(stem, stages, head, chans, flows=flows, attention=False, concat_head=ConcatHead([chans[e] for e in ends], num_classes), **options)
-    return TDAF(stem, stages, head, chans, flows=flows, anar=int(m['k']), depthwise=m['bb'] == 'mobilenetv2', **options)
+        concat = ConcatHead([chans[e] for e in ends], num_classes)
+        return TDAF(stem, stages, head, chans, flows=flows, attention=False, concat_head=concat, **options)
+    return TDAF(stem, stages, head, chans, flows=flows, anar=int(name['k']), depthwise=bb == 'mobilenetv2', **options)
+
+MODELS.register_pattern(TDAF_PATTERN, tdaf_model, 'resnet50_tdaf_anar3_f3, resnet50_tdaf_concat_f3, r3d_18_tdaf_anar5_f3',
+                        task=lambda m: 'video' if m['bb'] in VIDEO_BACKBONES else 'classification', names=TDAF_NAMES)
