@@ -59,10 +59,12 @@ PRESETS = {
     # linearly with the batch), 5 warm-up epochs then cosine over 150, weight decay 2e-5 (not on biases and norms),
     # label smoothing 0.1, mixed precision on a GPU, RandomResizedCrop(0.08-1) + flip + colour jitter 0.4 + random
     # erasing 0.5, seed 42, on an ImageFolder-style dataset.
-    'jaiswal2022': dict(dataset='imagefolder', dataset_args={'augment': 'tdan', 'size': 224}, inputs=['image'], target='label',
+    'jaiswal2022': dict(dataset='imagefolder', dataset_args={'augment': 'tdan', 'size': 224},
+                        inputs=['image'], target='label',
                         metrics='classification', optimizer='sgd', momentum=0.9, lr=0.4, lr_reference_batch=512,
                         weight_decay=2e-5, no_decay_1d=True, schedule='cosine', warmup_epochs=5, epochs=150,
-                        batch_size=512, eval_batch_size=500, loss_args={'label_smoothing': 0.1}, mixed_precision='auto', seed=42),
+                        batch_size=512, eval_batch_size=500, loss_args={'label_smoothing': 0.1},
+                        mixed_precision='auto', seed=42),
     # Pang et al. (TDAF) train "following He et al. (2016)": ImageNet: SGD momentum 0.9, lr 0.1 for a batch of 256
     # (their batch), weight decay 1e-4, lr / 10 every 30 epochs, 90 epochs, RandomResizedCrop + flip.
     'pang2021_imagenet': dict(dataset='imagefolder', dataset_args={'augment': 'resnet', 'size': 224}, inputs=['image'],
@@ -72,7 +74,8 @@ PRESETS = {
     # CIFAR-10 as He et al.: lr 0.1, batch 128, weight decay 1e-4, lr / 10 at 32k and 48k of 64k iterations (epochs 82
     # and 123 of 164 at 391 steps per epoch), 4-pixel padding + random crop + flip, 32 px.
     'pang2021_cifar': dict(dataset='imagefolder', dataset_args={'augment': 'cifar', 'size': 32, 'crop_pct': 1.0},
-                           inputs=['image'], target='label', metrics='classification', optimizer='sgd', momentum=0.9, lr=0.1,
+                           inputs=['image'], target='label', metrics='classification', optimizer='sgd',
+                           momentum=0.9, lr=0.1,
                            weight_decay=1e-4, schedule='milestones', lr_decay=0.1, milestones=[82, 123], epochs=164,
                            batch_size=128, eval_batch_size=500),
 }
@@ -114,7 +117,8 @@ class TrainConfig:
     mixed_precision: str = 'no'           # 'no', 'bf16', 'fp16', or 'auto' (fp16 on a GPU, none on the CPU)
     cpu: bool = False                     # force the CPU even where a GPU is present
     compile: bool = False                 # torch.compile the model (Accelerate's 'inductor' backend)
-    cache_cpu_memory: bool = True         # on the CPU (Linux), keep freed memory for the next step; see cache_cpu_memory
+    # on the CPU (Linux), keep freed memory for the next step; see cache_cpu_memory
+    cache_cpu_memory: bool = True
     channels_last: bool = True
     sync_batchnorm: bool = True           # several GPU processes: batch norm statistics over the global batch
     num_workers: int = 0
@@ -129,7 +133,8 @@ class TrainConfig:
             # in Python, a field left at its generic default takes the preset's value (from_dict knows what was given)
             defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                         for f in dataclasses.fields(self)}
-            for k, v in _preset(self.preset, self.optimizer if self.optimizer != defaults['optimizer'] else None).items():
+            for k, v in _preset(self.preset,
+                                self.optimizer if self.optimizer != defaults['optimizer'] else None).items():
                 if getattr(self, k) == defaults[k]: setattr(self, k, v)
         self.preset_applied = self.preset is not None
         for ok, msg in _checks(self):
@@ -149,7 +154,9 @@ class TrainConfig:
             d = {**_preset(d['preset'], d.get('optimizer')), **d, 'preset_applied': True}  # values given explicitly win
         return cls(**d)
 
-    def to_dict(self) -> dict: return dataclasses.asdict(self)
+    def to_dict(self) -> dict:
+        "The config as a plain dict (what run.json and the checkpoints record)."
+        return dataclasses.asdict(self)
 
 def _coerce(name, value, hint):
     "`value` as the type `hint` of field `name` (YAML reads 1e-3 as a string); one clear error otherwise."
@@ -178,25 +185,33 @@ def _checks(c: TrainConfig):
     return [(c.optimizer in _OPTIMIZERS, f"optimizer must be one of {sorted(_OPTIMIZERS)}"),
             (c.schedule in ('constant', 'step', 'milestones', 'cosine'),
              "schedule must be 'constant', 'step', 'milestones' or 'cosine'"),
-            (c.mixed_precision in ('no', 'bf16', 'fp16', 'auto'), "mixed_precision must be 'no', 'bf16', 'fp16' or 'auto'"),
+            (c.mixed_precision in ('no', 'bf16', 'fp16', 'auto'),
+             "mixed_precision must be 'no', 'bf16', 'fp16' or 'auto'"),
             (c.epochs >= 1, "epochs must be at least 1"), (c.lr > 0 and math.isfinite(c.lr), "lr must be positive"),
             (c.batch_size >= 1 and c.eval_batch_size >= 1, "batch sizes must be positive"),
             (c.patience is None or c.patience >= 1, "patience must be at least 1 (or None)"),
             (c.clip_grad_norm is None or c.clip_grad_norm > 0, "clip_grad_norm must be positive (or None)"),
             (0 <= c.seed < 2**32, "seed must be between 0 and 2**32 - 1"),
-            (c.decay_every >= 1, "decay_every must be at least 1"), (c.decay_start >= 0, "decay_start must be 0 or more"),
-            (0 < c.lr_decay <= 1, "lr_decay must be in (0, 1]"), (c.warmup_epochs >= 0, "warmup_epochs must be 0 or more"),
-            (all(isinstance(m, int) and m >= 0 for m in c.milestones), "milestones must be epochs (integers, 0 or more)"),
-            (c.lr_reference_batch is None or c.lr_reference_batch >= 1, "lr_reference_batch must be positive (or None)"),
+            (c.decay_every >= 1, "decay_every must be at least 1"),
+            (c.decay_start >= 0, "decay_start must be 0 or more"),
+            (0 < c.lr_decay <= 1, "lr_decay must be in (0, 1]"),
+            (c.warmup_epochs >= 0, "warmup_epochs must be 0 or more"),
+            (all(isinstance(m, int) and m >= 0 for m in c.milestones),
+             "milestones must be epochs (integers, 0 or more)"),
+            (c.lr_reference_batch is None or c.lr_reference_batch >= 1,
+             "lr_reference_batch must be positive (or None)"),
             (c.weight_decay >= 0 and c.momentum >= 0, "weight_decay and momentum must be 0 or more"),
             (c.num_workers >= 0, "num_workers must be 0 or more"),
             (names(c.inputs), "inputs must be a non-empty list of batch keys, e.g. [image, query]"),
             (isinstance(c.target, str) and c.target != '', "target must be a batch key, e.g. answer"),
-            (all(isinstance(k, str) for d in (c.model_args, c.dataset_args, c.loss_args, c.metrics_args, c.optimizer_args)
-                 for k in d), "model_args, dataset_args, loss_args, metrics_args and optimizer_args must map names to values"),
+            (all(isinstance(k, str)
+                 for d in (c.model_args, c.dataset_args, c.loss_args, c.metrics_args, c.optimizer_args)
+                 for k in d),
+                 "model_args, dataset_args, loss_args, metrics_args and optimizer_args must map names to values"),
             (c.data != '', "data must name a dataset file or folder")]
 
-_OPTIMIZERS = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD, 'rmsprop': torch.optim.RMSprop}
+_OPTIMIZERS = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD,
+               'rmsprop': torch.optim.RMSprop}
 
 # %% ../nbs/04_train.ipynb #1e247852
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
@@ -214,14 +229,18 @@ def lr_at(cfg: TrainConfig, epoch: int) -> float:
 # %% ../nbs/04_train.ipynb #b18f7bc3
 @LOSSES.register('cross_entropy')
 def cross_entropy(outputs: dict, batch: dict, target: str = 'answer', label_smoothing: float = 0.0) -> torch.Tensor:
+    "Per-sample cross-entropy of the logits against `batch[target]`."
     return F.cross_entropy(outputs['logits'].float(), batch[target], reduction='none', label_smoothing=label_smoothing)
 
 class PerSampleMetrics:
     "Base of the metric sets: keeps the per-sample values of every batch; `table` gives them in sample order."
     score = 'accuracy'   # the value of `compute()` that picks the best epoch (higher is better)
-    def reset(self): self.rows = {}
+    def reset(self):
+        "Forget every sample."
+        self.rows = {}
 
     def update(self, d: dict):
+        "Keep a batch's per-sample values."
         for k, v in d.items():
             if not k.startswith('_'): self.rows.setdefault(k, []).append(v.detach().cpu())
 
@@ -239,13 +258,17 @@ class ClassificationMetrics(PerSampleMetrics):
         self.reset()
 
     def per_sample(self, outputs: dict, batch: dict, loss: torch.Tensor) -> dict:
+        "A batch's per-sample values: index, prediction, target, loss, target in the top k."
         logits, y = outputs['logits'].float(), batch[self.target]
         top = logits.topk(min(self.top_k, logits.shape[1]), 1).indices
-        return {'index': batch['index'], 'pred': top[:, 0], 'target': y, 'loss': loss.float(), 'topk': (top == y[:, None]).any(1)}
+        return {'index': batch['index'], 'pred': top[:, 0], 'target': y, 'loss': loss.float(),
+                'topk': (top == y[:, None]).any(1)}
 
     def compute(self) -> dict:
+        "Top-1 and top-k accuracy and the loss."
         t = self.table()
-        return {'n': int(len(t['index'])), 'loss': float(t['loss'].mean()), 'accuracy': float((t['pred'] == t['target']).mean()),
+        return {'n': int(len(t['index'])), 'loss': float(t['loss'].mean()),
+                'accuracy': float((t['pred'] == t['target']).mean()),
                 f'top{self.top_k}': float(t['topk'].mean())}
 
 @METRIC_SETS.register('mref')
@@ -258,11 +281,13 @@ class MREFMetrics(PerSampleMetrics):
         self.reset()
 
     def reset(self):
+        "Forget every sample and the attention metrics' state."
         super().reset()
         self.per_scale = AccuracyPerScale(sync_on_compute=False)
         self.pr = AttentionPR(self.pr_thresholds, sync_on_compute=False) if self.pr_enabled else None
 
     def per_sample(self, outputs: dict, batch: dict, loss: torch.Tensor) -> dict:
+        "A batch's per-sample values, and the attention metrics updated."
         logits, mask = outputs['logits'].float(), batch['mask']
         d = {'index': batch['index'], 'pred': logits.argmax(1), 'target': batch[self.target], 'loss': loss.float(),
              'scale': batch['scale'].float(), 'uniform': uniform_strength(mask)}
@@ -274,11 +299,13 @@ class MREFMetrics(PerSampleMetrics):
         return d
 
     def update(self, d: dict):
+        "Keep a batch's per-sample values."
         super().update(d)
         self.per_scale.update(d['pred'].cpu(), d['target'].cpu(), d['scale'].cpu())
         if self.pr is not None and '_attention' in d: self.pr.update(d['_attention'].float().cpu(), d['_mask'].cpu())
 
     def compute(self) -> dict:
+        "Accuracy, loss, accuracy per scale and the attention metrics."
         t = self.table()
         res = {'n': int(len(t['index'])), 'loss': float(t['loss'].mean()),
                'accuracy': float((t['pred'] == t['target']).mean())}
@@ -298,11 +325,12 @@ class MREFMetrics(PerSampleMetrics):
 @LOSSES.register('model_loss')
 def model_loss(outputs: dict, batch: dict, target: str | None = None) -> torch.Tensor:
     "The batch loss the model returned (`outputs['loss']`), once per sample."
-    if 'loss' not in outputs: raise TdaError("loss 'model_loss' needs a model that returns 'loss' (give it the targets as inputs).")
+    if 'loss' not in outputs:
+        raise TdaError("loss 'model_loss' needs a model that returns 'loss' (give it the targets as inputs).")
     return outputs['loss'].float().expand(len(batch['index']))
 
 def gaussian_heatmaps(keypoints: torch.Tensor, image_size, heatmap_size, sigma: float = 2.0) -> torch.Tensor:
-    "(B, K, h, w) Gaussians of `sigma` heat-map pixels at `keypoints` (B, K, 2: x, y in pixels of an `image_size` image)."
+    "(B, K, h, w) Gaussians of `sigma` heat-map pixels at `keypoints` (B, K, 2: x, y, pixels of an `image_size` image)."
     (H, W), (h, w) = image_size, heatmap_size
     u = (keypoints[..., 0] + 0.5) * (w / W) - 0.5
     v = (keypoints[..., 1] + 0.5) * (h / H) - 0.5
@@ -333,11 +361,13 @@ class DetectionMetrics(PerSampleMetrics):
         self.reset()
 
     def per_sample(self, outputs: dict, batch: dict, loss: torch.Tensor) -> dict:
+        "A batch's detections and targets."
         return {'index': batch['index'], 'loss': loss.float(), 'det_boxes': outputs['det_boxes'].float(),
                 'det_scores': outputs['det_scores'].float(), 'det_labels': outputs['det_labels'],
                 'boxes': batch['boxes'].float(), 'box_labels': batch[self.target]}
 
     def compute(self) -> dict:
+        "COCO box mAP (map, map_50, map_75, mar_100) and the loss."
         from torchmetrics.detection import MeanAveragePrecision
         t = {k: torch.from_numpy(v) for k, v in self.table().items()}
         m = MeanAveragePrecision(box_format='xyxy', iou_type='bbox', backend='pycocotools', sync_on_compute=False)
@@ -358,11 +388,13 @@ class KeypointMetrics(PerSampleMetrics):
         self.reset()
 
     def per_sample(self, outputs: dict, batch: dict, loss: torch.Tensor) -> dict:
+        "A batch's decoded keypoints and their errors (in object sizes)."
         pred = decode_heatmaps(outputs['heatmaps'].float(), batch['image'].shape[-2:])
         err = (pred - batch[self.target]).norm(dim=-1) / batch['kp_scale']
         return {'index': batch['index'], 'loss': loss.float(), 'pred': pred, 'error': err, 'visible': batch['visible']}
 
     def compute(self) -> dict:
+        "PCK, the mean error and the loss."
         t = self.table()
         err, vis = t['error'][t['visible']], t['visible']
         return {'n': int(len(t['index'])), 'loss': float(t['loss'].mean()), 'keypoints': int(vis.sum()),
@@ -405,7 +437,7 @@ def evaluate(model, loader, cfg: TrainConfig, accelerator: Accelerator | None = 
 
 # %% ../nbs/04_train.ipynb #754cbfd4
 def load_best(run, model: str | None = None, **model_args):
-    "The model of run folder `run` with the weights of its best validation epoch, in eval mode (name and args from its config)."
+    "The model of run folder `run` with the weights of its best validation epoch, in eval mode (built as configured)."
     rec, t = load_checkpoint(Path(run)/'checkpoints'/'best.pt')
     cfg = rec.get('config') or {}
     m = create_model(model or cfg['model'], **{**rec.get('model_args', cfg.get('model_args', {})), **model_args})
@@ -460,14 +492,18 @@ def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, ide
     if out.exists() and not out.is_dir(): raise TdaError(f"out_dir {out} is a file; choose a folder.")
     last = out/'checkpoints'/'last.pt'
     if resume:
-        if not last.exists(): raise TdaError(f"nothing to resume: {last} does not exist; drop --resume to start the run.")
+        if not last.exists():
+            raise TdaError(f"nothing to resume: {last} does not exist; drop --resume to start the run.")
         rec, t = load_checkpoint(last)
         diff = config_diff(rec['config'], cfg.to_dict(), ignore=_RESUMABLE)
-        if diff: raise TdaError(f"cannot resume {out}: the config differs in {diff}; use the same config, or another out_dir.")
+        if diff:
+            raise TdaError(f"cannot resume {out}: the config differs in {diff}; use the same config, or another "
+                           f"out_dir.")
         changed = sorted(k for k in set(rec['data']) | set(identity) if rec['data'].get(k) != identity.get(k))
         if changed:
             raise TdaError(f"cannot resume {out}: its data changed since the run started ({', '.join(changed)} differ: "
-                           f"{cfg.data} is not the file it trained on); restore that file, or start again with --overwrite.")
+                           f"{cfg.data} is not the file it trained on); restore that file, or start again with "
+                           f"--overwrite.")
         return rec, t
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -508,23 +544,27 @@ def data_loader(ds, batch_size, train, cfg):
     # training drops the last incomplete batch: every step sees `batch_size` samples, and Accelerate never pads a
     # training batch with repeated samples, so N processes take the same steps as one
     if train and len(ds) < batch_size:
-        raise TdaError(f"the training split has {len(ds)} samples, fewer than batch_size {batch_size}; lower batch_size.")
+        raise TdaError(f"the training split has {len(ds)} samples, fewer than batch_size {batch_size}; lower "
+                       f"batch_size.")
     kw = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=torch.cuda.is_available())
     sampler = ds.train_sampler(cfg.seed) if train and hasattr(ds, 'train_sampler') else None
     if hasattr(ds, 'batch'): ds, kw['collate_fn'] = _Batches(ds), _as_is
-    return DataLoader(ds, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler, drop_last=train, **kw)
+    return DataLoader(ds, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+                      drop_last=train, **kw)
 
 def _build(cfg: TrainConfig):
     "The datasets and the model of `cfg`, checked against each other; nothing is written yet."
     data = resolve_data(cfg.data)
     ds = {s: DATASETS.create(cfg.dataset, path=data, split=s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
     model_args = dict(cfg.model_args)
-    if hasattr(ds['train'], 'classes'): model_args.setdefault('num_classes', len(ds['train'].classes))  # a classification set
+    # a classification set
+    if hasattr(ds['train'], 'classes'): model_args.setdefault('num_classes', len(ds['train'].classes))
     try: model = create_model(cfg.model, **model_args)
     except TypeError as e: raise TdaError(f"bad model_args {cfg.model_args} for {cfg.model}: {e}.") from None
     item = ds['train'][0]
     missing = [k for k in [*cfg.inputs, cfg.target] if k not in item]
-    if missing: raise TdaError(f"the {cfg.dataset} batches have no {missing}; inputs and target must be among {sorted(item)}.")
+    if missing:
+        raise TdaError(f"the {cfg.dataset} batches have no {missing}; inputs and target must be among {sorted(item)}.")
     LOSSES.get(cfg.loss)
     metric_set(cfg, validation=True)
     return data, ds, model, model_args
@@ -538,7 +578,8 @@ def _optimizer(cfg: TrainConfig, model):
         params = [{'params': [p for p in params if p.ndim > 1]},
                   {'params': [p for p in params if p.ndim <= 1], 'weight_decay': 0.0}]
     try: return _OPTIMIZERS[cfg.optimizer](params, **opt_kw, **cfg.optimizer_args)
-    except (TypeError, ValueError) as e: raise TdaError(f"bad optimizer_args {cfg.optimizer_args} for {cfg.optimizer}: {e}.") from None
+    except (TypeError, ValueError) as e:
+        raise TdaError(f"bad optimizer_args {cfg.optimizer_args} for {cfg.optimizer}: {e}.") from None
 
 def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = False) -> dict:
     "Train and test one model as `config` says; returns the results (also written to the run folder)."
@@ -556,7 +597,8 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
     n_proc = acc.num_processes
     if acc.device.type == 'cpu' and cfg.cache_cpu_memory: cache_cpu_memory()
     for name, b in (('batch_size', cfg.batch_size), ('eval_batch_size', cfg.eval_batch_size)):
-        if b % n_proc: raise TdaError(f"{name} {b} is not divisible by the {n_proc} processes; each takes an equal slice.")
+        if b % n_proc:
+            raise TdaError(f"{name} {b} is not divisible by the {n_proc} processes; each takes an equal slice.")
     out = run_dir(cfg)
     set_seed(cfg.seed)
     data, ds, model, model_args = _build(cfg)
@@ -613,7 +655,8 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
                 where = (f"the last good checkpoint is {ckdir/'last.pt'} (epoch {epoch})" if epoch > start or ck
                          else "no checkpoint was written")
                 msg = (f"the loss became non-finite at epoch {epoch + 1}, step {step + 1} (global step "
-                       f"{epoch * len(train_dl) + step + 1}) of {cfg.model}; lower the learning rate, set clip_grad_norm, "
+                       f"{epoch * len(train_dl) + step + 1}) of {cfg.model}; lower the learning rate, set "
+                       f"clip_grad_norm, "
                        f"or train in full precision; {where}.")
                 if main:
                     write_json(out/'results.json', {'stopped': msg, 'epoch': epoch, 'step': step, 'best': best,
@@ -629,17 +672,20 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
             if classify: tot_correct += (out_['logits'].detach().argmax(1) == batch[cfg.target]).sum()
             if main and cfg.progress and step % 10 == 0: bar.set_postfix(loss=f"{loss.item():.3f}")
         train_time = time.time() - t0
-        sums = acc.reduce(torch.stack([tot_loss, tot_correct.float(), torch.tensor(float(tot_n), device=acc.device)]), 'sum')
+        sums = acc.reduce(torch.stack([tot_loss, tot_correct.float(),
+                                       torch.tensor(float(tot_n), device=acc.device)]), 'sum')
         val = evaluate(model, val_dl, cfg, acc, metric_set(cfg, validation=True),
                        progress=main and cfg.progress, desc='validation').compute()
         row = {'epoch': epoch + 1, 'lr': lr, 'train_loss': float(sums[0] / sums[2]),
                **({'train_accuracy': float(sums[1] / sums[2])} if classify else {}),
-               **{f"val_{k}": v for k, v in val.items() if not isinstance(v, list)}, 'train_seconds': round(train_time, 3),
+               **{f"val_{k}": v for k, v in val.items() if not isinstance(v, list)},
+               'train_seconds': round(train_time, 3),
                'train_samples_per_s': round(float(sums[2]) / train_time, 2)}
         history.append(row)
         state = {k: v.detach().cpu().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
         improved = best['epoch'] < 0 or val[score_name] > best['score']
-        if improved: best, best_state = {'epoch': epoch, 'score': val[score_name], 'metric': score_name, 'val': val}, state
+        if improved:
+            best, best_state = {'epoch': epoch, 'score': val[score_name], 'metric': score_name, 'val': val}, state
         if main:
             # one record says which epoch is best and holds its weights: a kill at any moment leaves last.pt and
             # best.pt agreeing (best.pt is made from last.pt, after it)
@@ -664,7 +710,8 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
     test = tm.compute()
     results = {'model': cfg.model, 'data': str(data), 'data_identity': identity, 'score': score_name,
                'best_epoch': best['epoch'] + 1, 'epochs_run': len(history), 'stopped': stopped, 'val': best['val'],
-               'test': test, 'processes': n_proc, 'config': cfg.to_dict(), 'wall_seconds': round(time.time() - t_start, 1),
+               'test': test, 'processes': n_proc, 'config': cfg.to_dict(),
+               'wall_seconds': round(time.time() - t_start, 1),
                'run_dir': str(out)}
     if main:
         write_json(out/'results.json', results)

@@ -29,7 +29,7 @@ __all__ = ['BASELINES', 'TDAN_PATTERN', 'TDAN_NAMES', 'TASKS', 'PAPER_PARAMS', '
 _FCA_TOP16 = ([0, 0, 6, 0, 0, 1, 1, 4, 5, 1, 3, 0, 0, 0, 3, 2], [0, 1, 0, 5, 2, 0, 2, 0, 0, 6, 0, 4, 6, 3, 5, 2])
 
 def dct_filters(channels: int, size: int, freqs=_FCA_TOP16) -> torch.Tensor:
-    "(channels, size, size) DCT-II basis functions, one frequency pair (on a 7x7 grid, scaled to `size`) per channel group."
+    "(channels, size, size) DCT-II basis functions, one frequency pair (7x7 grid, scaled to `size`) per channel group."
     us, vs = freqs
     if channels % len(us): raise TdaError(f"FCA needs channels divisible by {len(us)}, not {channels}.")
     pos = torch.arange(size, dtype=torch.float64) + 0.5
@@ -45,7 +45,8 @@ class MultiSpectralAttention(nn.Module):
         self.size = size
         self.register_buffer('filters', dct_filters(channels, size), persistent=False)
         hidden = max(1, round(channels * rd_ratio))
-        self.fc = nn.Sequential(nn.Linear(channels, hidden, bias=False), nn.ReLU(inplace=True), nn.Linear(hidden, channels, bias=False))
+        self.fc = nn.Sequential(nn.Linear(channels, hidden, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(hidden, channels, bias=False))
 
     def forward(self, x):
         y = x if x.shape[-2:] == (self.size, self.size) else F.adaptive_avg_pool2d(x, self.size)
@@ -86,7 +87,8 @@ def attention_resnet(depth: int, kind: str, num_classes: int = 1000, **kw) -> Re
     for li, size in zip(range(1, 5), (56, 28, 14, 7)):
         layer = getattr(model, f'layer{li}')
         for i, blk in enumerate(layer):
-            layer[i] = AttentionResNetBlock(blk, attention_layer(kind, (blk.bn3 if hasattr(blk, 'bn3') else blk.bn2).num_features, size))
+            channels = (blk.bn3 if hasattr(blk, 'bn3') else blk.bn2).num_features
+            layer[i] = AttentionResNetBlock(blk, attention_layer(kind, channels, size))
     return model
 
 # %% ../../nbs/03_models.factory.ipynb #dd52b737
@@ -100,7 +102,8 @@ def _plain(backbone, default_classes=1000):
         return nn.Sequential(stem, *stages, head)
     return make
 
-for _b in ('vgg16', 'vgg19', 'resnext50', 'resnext101', 'mobilenetv2'): MODELS.register(_b, 'classification')(_plain(_b))
+for _b in ('vgg16', 'vgg19', 'resnext50', 'resnext101', 'mobilenetv2'):
+    MODELS.register(_b, 'classification')(_plain(_b))
 MODELS.register('r3d_18', 'video')(_plain('r3d_18', 400))  # Kinetics-400's classes by default
 
 TDAN_PATTERN = (r'(?:resnet(?P<depth>\d+)|(?P<mnv3>mobilenetv3_large))'
@@ -120,7 +123,8 @@ def tdan_model(name, num_classes: int = 1000, **options) -> nn.Module:
                        "(mobilenetv3_large_tdjoint_t2_m1), without baselines or _l4.")
     td = dict(mode=m['mode'], passes=int(m['t']), distance=int(m['m'])) if m['mode'] else None
     if m['mnv3']:
-        return TDMobileNetV3(num_classes, **td, **options) if td else mobilenet_v3_large(num_classes=num_classes, **options)
+        return TDMobileNetV3(num_classes, **td,
+                             **options) if td else mobilenet_v3_large(num_classes=num_classes, **options)
     depth = int(m['depth'])
     if m['base']: return attention_resnet(depth, m['base'], num_classes, **options)
     if not td: return ResNet(*_RESNETS[depth], num_classes=num_classes, **options)
@@ -129,29 +133,33 @@ def tdan_model(name, num_classes: int = 1000, **options) -> nn.Module:
     blocks = 'layer4' if m['l4'] else options.pop('blocks', 'alternating' if depth == 101 else 'layer3+4')
     return TDResNet(*_RESNETS[depth], num_classes=num_classes, blocks=blocks, **td, **options)
 
-MODELS.register_pattern(TDAN_PATTERN, tdan_model, 'resnet50, resnet50_se, resnet50_tdjoint_t2_m1, mobilenetv3_large_tdjoint_t2_m1',
+MODELS.register_pattern(TDAN_PATTERN, tdan_model,
+                        'resnet50, resnet50_se, resnet50_tdjoint_t2_m1, mobilenetv3_large_tdjoint_t2_m1',
                         task='classification', names=TDAN_NAMES)
 
 # %% ../../nbs/03_models.factory.ipynb #5a83895d
 TASKS = ('classification', 'query', 'attributes', 'video', 'detection', 'pose')
 
 def list_models(task: str | None = None, pattern: str | None = None) -> list[str]:
-    "The models' names (each family's: the papers'), all or those of one `task` (see `TASKS`), matching the glob `pattern`."
+    "The models' names (of a family: the papers'), all or those of `task` (see `TASKS`), matching the glob `pattern`."
     if task is not None and task not in TASKS:
         raise TdaError(f"task must be one of {', '.join(TASKS)} (or None), not {task!r}.")
     return MODELS.listed(task, pattern)
 
 def create_model(name: str, num_classes: int | None = None, pretrained: str | None = None, **options) -> nn.Module:
-    "The model called `name` (see `list_models`) with `num_classes` outputs; `pretrained`: our weights trained on that data."
+    "The model called `name` (see `list_models`) with `num_classes` outputs; `pretrained`: our weights for that data."
     kw = {**options, **({'num_classes': num_classes} if num_classes is not None else {})}
     return load_pretrained(name, pretrained, **kw) if pretrained is not None else MODELS.create(name, **kw)
 
 # %% ../../nbs/03_models.factory.ipynb #2b9f2b5e
-PAPER_PARAMS = {'resnet50': 25.56, 'resnet50_se': 28.07, 'resnet50_cbam': 28.07, 'resnet50_eca': 25.56, 'resnet50_fca': 28.07,
+PAPER_PARAMS = {'resnet50': 25.56, 'resnet50_se': 28.07, 'resnet50_cbam': 28.07, 'resnet50_eca': 25.56,
+                'resnet50_fca': 28.07,
                 'resnet50_tdjoint_t2_m1': 27.65, 'resnet50_tdtop_t2_m1': 27.06, 'resnet50_tdtop_t2_m3': 27.66,
                 'resnet101_tdjoint_t2_m1': 46.75, 'resnet101_tdjoint_t2_m1_l4': 45.94}
 
-def count_params(model: nn.Module) -> int: return sum(p.numel() for p in model.parameters())
+def count_params(model: nn.Module) -> int:
+    "The number of parameters of `model`."
+    return sum(p.numel() for p in model.parameters())
 
 # %% ../../nbs/03_models.factory.ipynb #f6febda0
 PAPER_GMACS = {'resnet50': 4.12, 'resnet50_se': 4.13, 'resnet50_cbam': 4.14, 'resnet50_eca': 4.13, 'resnet50_fca': 4.13,
@@ -164,7 +172,7 @@ PAPER_TDAF = {  # Pang et al., Tables 2-3: parameters (M) and GFLOPs (MACs)
 
 @torch.no_grad()
 def count_macs(model: nn.Module, size: int = 224, shape: tuple | None = None) -> int:
-    "Multiply-accumulates of one forward pass of `model` on a `size` px RGB image, or one input of `shape` (C, [T,] H, W) (torch's FLOP counter / 2)."
+    "Multiply-accumulates (torch's FLOPs / 2) of a forward pass on a `size` px RGB image or an input of `shape`."
     from torch.utils.flop_counter import FlopCounterMode
     was = model.training
     model.eval()
@@ -183,5 +191,6 @@ def cost_table(names=tuple(PAPER_PARAMS), size: int = 224) -> list[dict]:
     for n in names:
         m = create_model(n)
         pp, pg = paper_cost(n)
-        rows.append({'model': n, 'params_m': count_params(m) / 1e6, 'paper_params_m': pp, 'gmacs': count_macs(m, size) / 1e9, 'paper_gmacs': pg})
+        rows.append({'model': n, 'params_m': count_params(m) / 1e6, 'paper_params_m': pp,
+                     'gmacs': count_macs(m, size) / 1e9, 'paper_gmacs': pg})
     return rows

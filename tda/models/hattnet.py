@@ -41,6 +41,7 @@ class QueryAttention(nn.Module):
         self.score = nn.Conv2d(hidden, 1, 1)
 
     def scores(self, f, query):
+        "The raw attention scores `(B, 1, h, w)`, before the gate."
         return self.score(F.relu(self.conv(f) + self.query(query)[:, :, None, None]))
 
     def forward(self, f, query):
@@ -73,7 +74,8 @@ class HAttNet(nn.Module):
         self.trunk = conv_trunk(in_channels, channels, stages)
         self.attention = nn.ModuleList(
             [QueryAttention(channels, num_queries, kernel_size=context, gate='sigmoid') for _ in range(stages - 1)]
-            + [QueryAttention(channels, num_queries, kernel_size=1, gate='softmax')])  # no context needed in the last layer
+            # no context needed in the last layer
+            + [QueryAttention(channels, num_queries, kernel_size=1, gate='softmax')])
         self.head = AttentionHead(channels, num_classes, dropout, head_norm)
 
     def forward(self, image, query, image_id=None):
@@ -124,10 +126,14 @@ class HardAttentionNet(SoftAttentionNet):
         return {'logits': logits, 'attention': [a]}
 
 @MODELS.register('soft', task='query')
-def soft(**kw) -> SoftAttentionNet: return SoftAttentionNet(**kw)
+def soft(**kw) -> SoftAttentionNet:
+    "SOFT: one query-conditioned spatial softmax on the last feature map."
+    return SoftAttentionNet(**kw)
 
 @MODELS.register('hard', task='query')
-def hard(**kw) -> HardAttentionNet: return HardAttentionNet(**kw)
+def hard(**kw) -> HardAttentionNet:
+    "HARD: attention as a distribution over locations."
+    return HardAttentionNet(**kw)
 
 # %% ../../nbs/03_models.hattnet.ipynb #8da3bde3
 class SpatialTransformerNet(nn.Module):
@@ -166,12 +172,15 @@ def sampled_region(theta, size) -> torch.Tensor:
         return (q.abs().amax(-1) <= 1).to(theta.dtype).view(-1, 1, H, W)
 
 @MODELS.register('stn', task='query')
-def stn(**kw) -> SpatialTransformerNet: return SpatialTransformerNet(**kw)
+def stn(**kw) -> SpatialTransformerNet:
+    "STN: a query-conditioned affine transform of the input."
+    return SpatialTransformerNet(**kw)
 
 # %% ../../nbs/03_models.hattnet.ipynb #ef553606
 def effective_attention(maps, size, which: str = 'effective') -> torch.Tensor:
     "One `(B, H, W)` map per sample from a model's attention maps: their product at `size`, or the last one."
-    if which not in ('effective', 'last'): raise TdaError(f"attention map must be 'effective' or 'last', not {which!r}.")
+    if which not in ('effective', 'last'):
+        raise TdaError(f"attention map must be 'effective' or 'last', not {which!r}.")
     maps = maps[-1:] if which == 'last' else maps
     out = None
     for a in maps:

@@ -60,7 +60,8 @@ class Detector(nn.Module):
         if targets is not None:
             out['losses'] = m.compute_loss(targets, head, anchors, per_level)
             out['loss'] = sum(out['losses'].values())
-        elif self.training: raise TdaError("a Detector in training mode needs its targets: call it with boxes and box_labels.")
+        elif self.training:
+            raise TdaError("a Detector in training mode needs its targets: call it with boxes and box_labels.")
         if not self.training:
             split = {k: list(v.split(per_level, dim=1)) for k, v in head.items()}
             dets = m.postprocess_detections(split, [list(a.split(per_level)) for a in anchors], images.image_sizes)
@@ -71,7 +72,8 @@ class Detector(nn.Module):
             out['det_labels'] = torch.full((B, self.k), -1, dtype=torch.long, device=image.device)
             for i, d in enumerate(dets):
                 n = len(d['scores'])
-                out['det_boxes'][i, :n], out['det_scores'][i, :n], out['det_labels'][i, :n] = d['boxes'], d['scores'], d['labels']
+                out['det_boxes'][i, :n], out['det_scores'][i, :n] = d['boxes'], d['scores']
+                out['det_labels'][i, :n] = d['labels']
         return out
 
 # %% ../../nbs/03_models.tasks.ipynb #a80d257b
@@ -86,7 +88,8 @@ def _deconvs(cin, width=256, n=3):
 
 def _heat_head(width, joints):
     head = nn.Conv2d(width, joints, 1)
-    nn.init.normal_(head.weight, std=0.001); nn.init.zeros_(head.bias)
+    nn.init.normal_(head.weight, std=0.001)
+    nn.init.zeros_(head.bias)
     return head
 
 class HeatmapNet(nn.Module):
@@ -102,7 +105,8 @@ def _trunk(backbone):
     stem, stages, _, chans = tdaf_backbone(backbone)
     return stem, stages, chans
 
-def simple_pose(backbone: str = 'resnet50', num_classes: int = 17, flows: int = 0, anar: int = 3, **tdaf_args) -> HeatmapNet:
+def simple_pose(backbone: str = 'resnet50', num_classes: int = 17, flows: int = 0, anar: int = 3,
+                **tdaf_args) -> HeatmapNet:
     "SimplePose on `backbone` with `num_classes` heat-maps; with `flows` > 0, its deconvolutions as TDAF flows."
     stem, stages, chans = _trunk(backbone)
     deconvs, head = _deconvs(chans[-1]), _heat_head(256, num_classes)
