@@ -33,12 +33,13 @@ def _td_blocks(model) -> list[TDPasses]: return [m for m in model.modules() if i
 
 @torch.no_grad()
 def evaluate_classifier(model: nn.Module, loader, num_classes: int, device='cpu', progress: bool = False) -> dict:
-    "Top-1 and top-5 accuracy (the last pass) and per-pass top-1 of `model` over `loader` of (image, label) batches."
+    "Top-1 and top-5 accuracy (the last pass) and per-pass top-1 over `loader`: (image, label) or the trainer's dicts."
     model.eval().to(device)
     k5 = min(5, num_classes)
     top1, top5 = (MulticlassAccuracy(num_classes, top_k=k, average='micro').to(device) for k in (1, k5))
     per_pass, n = None, 0
-    for x, y in tqdm(loader, desc='evaluate', disable=not progress, leave=False):
+    for b in tqdm(loader, desc='evaluate', disable=not progress, leave=False):
+        x, y = (b['image'], b['label']) if isinstance(b, dict) else b  # the trainer's batches are dicts
         x, y = x.to(device), y.to(device)
         outs = pass_logits(model, x)
         top1.update(outs[-1], y)

@@ -37,6 +37,7 @@ from .losses import cross_entropy, decode_heatmaps, gaussian_heatmaps, heatmap_m
 from .metric_sets import (ClassificationMetrics, DetectionMetrics, KeypointMetrics, MREFMetrics, PerSampleMetrics,
                              metric_set)
 from .models import create_model
+from .models.outputs import as_outputs
 from .train_config import _OPTIMIZERS, PRESETS, TrainConfig, log_trackers, lr_at
 
 # %% auto #0
@@ -55,10 +56,6 @@ def _to(batch: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-def _outputs(out) -> dict:
-    "A model's outputs as a mapping: a bare tensor (a torchvision classifier) is the logits."
-    return {'logits': out} if torch.is_tensor(out) else out
-
 def _channels_last(batch: dict, on: bool) -> dict:
     if on and batch['image'].dim() == 4: batch['image'] = batch['image'].contiguous(memory_format=torch.channels_last)
     return batch
@@ -74,7 +71,7 @@ def evaluate(model, loader, cfg: TrainConfig, accelerator: Accelerator | None = 
     model.eval()
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         batch = _channels_last(_to(batch, device), cfg.channels_last)
-        out = _outputs(model(*[batch[k] for k in cfg.inputs]))
+        out = as_outputs(model(*[batch[k] for k in cfg.inputs]))  # the one output contract
         d = metrics.per_sample(out, batch, loss_fn(out, batch, target=cfg.target, **cfg.loss_args))
         if accelerator is not None: d = accelerator.gather_for_metrics(d)
         metrics.update(d)
@@ -298,7 +295,7 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
                    leave=False)
         for step, batch in enumerate(bar):
             batch = _channels_last(batch, cfg.channels_last)
-            out_ = _outputs(model(*[batch[k] for k in cfg.inputs]))
+            out_ = as_outputs(model(*[batch[k] for k in cfg.inputs]))
             losses = loss_fn(out_, batch, target=cfg.target, **cfg.loss_args)
             loss = losses.mean()
             bad = (~torch.isfinite(loss.detach())).float()

@@ -178,7 +178,8 @@ def stn(**kw) -> SpatialTransformerNet:
 
 # %% ../../nbs/03_models.hattnet.ipynb #ef553606
 def effective_attention(maps, size, which: str = 'effective') -> torch.Tensor:
-    "One `(B, H, W)` map per sample from a model's attention maps: their product at `size`, or the last one."
+    "One `(B, H, W)` map per sample from attention maps (a list or a dict): their product at `size`, or the last one."
+    if isinstance(maps, dict): maps = list(maps.values())  # tda.models.outputs: name -> map, input side first
     if which not in ('effective', 'last'):
         raise TdaError(f"attention map must be 'effective' or 'last', not {which!r}.")
     maps = maps[-1:] if which == 'last' else maps
