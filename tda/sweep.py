@@ -7,7 +7,6 @@ Docs: https://tda-developers.github.io/tda/sweep.html.md"""
 # %% ../nbs/07_sweep.ipynb #3f9f75dc
 from __future__ import annotations
 
-import ast
 import datetime as _dt
 import hashlib
 import itertools
@@ -29,14 +28,17 @@ import yaml
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from .core import (TdaError, atomic_path, find_settings_file, get_settings, outside_nbs, read_yaml, run_record,
-                      write_json)
+from .core import TdaError, atomic_path, get_settings, outside_nbs, read_yaml, run_record, write_json
+from .notebooks import experiments_dir, find_notebook, format_parameters, notebook_error, notebook_parameters
 
 # %% auto #0
-__all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SweepRun', 'run_id', 'experiments_dir', 'find_notebook', 'notebook_parameters',
-           'format_parameters', 'Sweep', 'check_sweep', 'load_sweep', 'sweep_dir', 'run_state', 'visible_gpus',
-           'slot_environment', 'notebook_error', 'plan_sweep', 'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep',
-           'collect_sweep']
+__all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SweepRun', 'run_id', 'Sweep', 'check_sweep', 'load_sweep', 'sweep_dir', 'run_state',
+           'visible_gpus', 'slot_environment', 'plan_sweep', 'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep',
+           'collect_sweep', 'experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters',
+           'notebook_error']
+
+# %% ../nbs/07_sweep.ipynb #6d4b32db
+_all_ = ['experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error']
 
 # %% ../nbs/07_sweep.ipynb #3f02e8db
 SWEEP_KEYS = ('name', 'notebook', 'parameters', 'grid', 'runs', 'collect', 'output_parameter')
@@ -62,45 +64,6 @@ def run_id(naming: dict) -> str:
     if not naming: return 'base'
     s = re.sub(r'[^A-Za-z0-9._+=,-]', '-', ','.join(f"{k}={_fmt(v)}" for k, v in naming.items()))
     return s if len(s) <= 80 else f"{s[:71]}-{_digest(naming)}"
-
-# %% ../nbs/07_sweep.ipynb #591f85ea
-def experiments_dir() -> Path | None:
-    "The checkout's `nbs/experiments/` folder, if there is one."
-    s = find_settings_file()
-    d = s.parent/'nbs'/'experiments' if s else None
-    return d if d is not None and d.is_dir() else None
-
-def find_notebook(name, base=None) -> Path:
-    "The notebook `name`: a path (relative to `base` or the current folder), or a notebook of `nbs/experiments/`."
-    name = str(name)
-    cands = [Path(base)/name] if base else []
-    cands += [Path(name)]
-    if (ex := experiments_dir()) is not None: cands.append(ex/name)
-    for c in cands:
-        for p in (c, c.with_name(c.name + '.ipynb')):
-            if p.is_file() and p.suffix == '.ipynb': return p.resolve()
-    known = ', '.join(p.name for p in sorted(ex.glob('*.ipynb'))) if ex else 'none found (no nbs/experiments/ here)'
-    raise TdaError(f"notebook {name} not found; give a path to a .ipynb file or one of nbs/experiments/: {known}.")
-
-def notebook_parameters(nb) -> dict:
-    "The parameters of notebook `nb`: name -> {'default' (source text), 'value' (Python value or None), 'help'}."
-    import papermill as pm
-    res = {}
-    for k, p in pm.inspect_notebook(str(nb)).items():
-        try: value = ast.literal_eval(p['default'])
-        except (ValueError, SyntaxError): value = None
-        res[k] = {'default': p['default'], 'value': value, 'help': p.get('help') or ''}
-    if not res:
-        raise TdaError(f"{nb} has no cell tagged `parameters`; tag the cell of its parameters so papermill can set "
-                       f"them.")
-    return res
-
-def format_parameters(nb) -> str:
-    "The parameters of `nb` as a table: name, default and help, as `tda sweep --show` prints them."
-    ps = notebook_parameters(nb)
-    w, wd = max(map(len, ps)), max(len(p['default']) for p in ps.values())
-    return '\n'.join([f"Parameters of {nb}:"]
-                     + [f"  {k:{w}s}  {p['default']:{wd}s}  {p['help']}".rstrip() for k, p in ps.items()])
 
 # %% ../nbs/07_sweep.ipynb #046c8676
 @dataclass
@@ -245,22 +208,6 @@ def slot_environment(slot: int, jobs: int, devices: list[str]) -> dict:
     return env
 
 # %% ../nbs/07_sweep.ipynb #d2e59fe4
-_ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
-
-def notebook_error(nb) -> dict | None:
-    "The failing cell and exception of a notebook papermill stopped on, or None."
-    import nbformat
-    try: cells = nbformat.read(str(nb), as_version=4).cells
-    except Exception: return None
-    code = [c for c in cells if c.cell_type == 'code' and 'injected-parameters' not in c.metadata.get('tags', [])]
-    for i, c in enumerate(code):
-        for o in c.get('outputs', []):
-            if o.get('output_type') == 'error':
-                tb = _ANSI.sub('', '\n'.join(o.get('traceback', [])))
-                return {'cell': i, 'execution_count': c.get('execution_count'), 'source': c.source,
-                        'ename': o.get('ename'), 'evalue': o.get('evalue'), 'traceback': tb.splitlines()[-15:]}
-    return None
-
 def _describe(err: dict) -> str:
     where = f" [code cell {err['cell']} of the notebook, In [{err['execution_count']}]]" if 'cell' in err else ''
     return f"{err.get('ename')}: {err.get('evalue')}{where}"
