@@ -32,7 +32,8 @@ import torch
 from tqdm.auto import tqdm
 
 from tda.core import run_record, write_json
-from tda.models.factory import PAPER_PARAMS, PAPER_TDAF, count_macs, count_params, create_model, paper_cost
+from tda import create_model
+from tda.models.factory import PAPER_PARAMS, PAPER_TDAF, count_macs, count_params, paper_cost
 
 PAPER_GPU_RATIO = {'resnet50_tdjoint_t2_m1': 570 / 493,   # TDAN: validation images/s, ResNet-50 over TDjoint
                    'resnet50_tdaf_anar3_f3': 0.018 / 0.015, 'resnet101_tdaf_anar3_f3': 0.035 / 0.031}  # TDAF: TitanXP forward time

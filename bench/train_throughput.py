@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-import tda.models.hattnet  # noqa: F401  (registers the models)
-from tda.core import MODELS, run_record, write_json
+from tda import create_model
+from tda.core import run_record, write_json
 from tda.data.dataset import MREFDataset, QuestionsByImage
 from tda.data.mref import generate_mref, mref_info, mref_params
 from tda.train import TrainConfig, cache_cpu_memory, resolve_data, train
@@ -58,7 +58,7 @@ def macs_per_question(name, ds=None):
     """Multiply-adds of one question, forward and backward, counted by torch: without `ds`, on a batch of 2 questions
     of different images (nothing shared); with `ds`, over the first 3 batches of 200 grouped by image as the loops
     train (the query-free part computed once per image), what a question costs there."""
-    m = MODELS.create(name).train()
+    m = create_model(name).train()
     if ds is None:
         x, q, ids, y = torch.rand(2, 3, 100, 100), torch.tensor([1, 2]), None, torch.tensor([0, 1])
         batches = [(x, q, ids, y)]
@@ -121,7 +121,7 @@ def bare(name, ds, precision, mode, steps, old=False):
     "Questions/s of the plainest loop (or the last release's) over `steps` batches after 3 warm-up steps."
     if not old: cache_cpu_memory()
     torch.manual_seed(0)
-    model = MODELS.create(name)
+    model = create_model(name)
     if old: model = relu_before_pool(model)
     model = model.to(memory_format=torch.channels_last).train()
     opt = torch.optim.RMSprop(model.parameters(), lr=3e-3, alpha=0.9, eps=1e-6)

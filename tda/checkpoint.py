@@ -41,8 +41,9 @@ def load_checkpoint(path) -> tuple[dict, dict]:
     if not path.is_file(): raise TdaError(f"checkpoint {path} does not exist.")
     try: ck = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        raise TdaError(f"checkpoint {path} holds Python objects that only an unsafe load would rebuild, and tda never runs "
-                       f"code from a file ({str(e).splitlines()[0][:160]}); use checkpoints written by tda, or retrain.") from None
+        first = str(e).splitlines()[0][:160]
+        raise TdaError(f"checkpoint {path} holds Python objects that only an unsafe load would rebuild, and tda never "
+                       f"runs code from a file ({first}); use checkpoints written by tda, or retrain.") from None
     except Exception as e:
         raise TdaError(f"checkpoint {path} is not readable (truncated or corrupt: {type(e).__name__}: {str(e)[:160]}); "
                        f"use another copy, or start the run again with --overwrite.") from None
@@ -50,5 +51,6 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         raise TdaError(f"{path} is not a tda checkpoint of format {CHECKPOINT_FORMAT!r} (an older or foreign file); "
                        f"start the run again with --overwrite.")
     try: record = json.loads(ck.pop('record'))
-    except ValueError: raise TdaError(f"checkpoint {path} has a damaged record; use another copy, or retrain.") from None
+    except ValueError:
+        raise TdaError(f"checkpoint {path} has a damaged record; use another copy, or retrain.") from None
     return record, ck

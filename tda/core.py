@@ -10,6 +10,8 @@ from __future__ import annotations
 import configparser
 import contextlib
 import datetime as _dt
+import difflib
+import fnmatch
 import functools
 import importlib.util
 import json
@@ -26,6 +28,7 @@ import threading
 import uuid
 import warnings
 from dataclasses import dataclass
+import importlib.util
 from importlib import metadata
 from pathlib import Path
 
@@ -328,11 +331,14 @@ def library_versions(dists=_DISTS) -> dict:
         except metadata.PackageNotFoundError: res[d] = None
     return res
 
+def _package_dir() -> Path:
+    "The folder of the tda package, found from this module's file (not by importing the package it belongs to)."
+    try: return Path(__file__).resolve().parent
+    except NameError: return Path(importlib.util.find_spec('tda').origin).parent  # in the notebook: no __file__
+
 def git_revision(path=None) -> dict | None:
     "Commit and dirty flag of the git checkout holding `path` (default: the tda package); None outside git."
-    if path is None:
-        import tda
-        path = Path(tda.__file__).parent
+    if path is None: path = _package_dir()
     def _git(*args):
         return subprocess.run(['git', *args], cwd=path, capture_output=True, text=True, timeout=10)
     try:
@@ -349,38 +355,85 @@ def run_record(config: dict, seed: int | None = None, **extra) -> dict:
             'command': sys.argv, 'host': platform.node(), 'platform': platform.platform(), **extra}
 
 # %% ../nbs/00_core.ipynb #6d4fc881
-class Registry:
-    "Names to factories: `@REG.register('name')` on a function or class, `REG.create('name', **kw)`."
-    def __init__(self, kind: str): self.kind, self._items, self._patterns = kind, {}, []
+@dataclass(frozen=True)
+class _Family:
+    "Names matching `pattern`, built by `factory(match, **kw)`; `names`: the members to list."
+    pattern: re.Pattern
+    factory: object
+    example: str
+    task: object = None
+    names: tuple = ()
 
-    def register(self, name: str | None = None):
+class Registry:
+    "Names to factories, each for a task: exact names (`register`) and families of names (`register_pattern`)."
+    def __init__(self, kind: str, hint: str = ''):
+        self.kind, self.hint, self._items, self._tasks, self._patterns = kind, hint, {}, {}, []
+
+    def register(self, name: str | None = None, task: str | None = None):
+        "Decorator: register a function or class under `name` (default: its own name), for `task`."
         def deco(fn):
             key = name or fn.__name__
             old = self._items.get(key)
             if old is not None and getattr(old, '__qualname__', None) != getattr(fn, '__qualname__', None):
                 warnings.warn(f"{self.kind} {key!r} was {old!r}; now {fn!r}.", stacklevel=2)
-            self._items[key] = fn
+            self._items[key], self._tasks[key] = fn, task
             return fn
         return deco
 
-    def register_pattern(self, pattern: str, factory, example: str):
-        "Names matching the regular expression `pattern` are made by `factory(name, **kw)` (a family such as resnet50_tdjoint_t3_m2)."
-        self._patterns = [p for p in self._patterns if p[0].pattern != pattern] + [(re.compile(pattern), factory, example)]
+    def register_pattern(self, pattern: str, factory, example: str, task=None, names=()):
+        "Names matching the regular expression `pattern` are made by `factory(match, **kw)`: parsed here, once."
+        fam = _Family(re.compile(pattern), factory, example, task, tuple(names))
+        self._patterns = [f for f in self._patterns if f.pattern.pattern != pattern] + [fam]
+
+    def parse(self, name: str) -> tuple:
+        "`(factory, match, task)` of `name`; `match` (the parsed name) is None for an exact name."
+        if name in self._items: return self._items[name], None, self._tasks[name]
+        hits = [(f, m) for f in self._patterns if (m := f.pattern.fullmatch(name))]
+        if len(hits) > 1:
+            raise TdaError(f"{self.kind} {name!r} is in {len(hits)} families (like "
+                           f"{'; like '.join(f.example for f, _ in hits)}); make their patterns disjoint.")
+        if not hits: raise TdaError(self._unknown(name))
+        f, m = hits[0]
+        return f.factory, m, f.task(m) if callable(f.task) else f.task
+
+    def _unknown(self, name: str) -> str:
+        "The error for an unknown `name`: the closest known names (or the exact ones and the families), the hint."
+        score = lambda n: difflib.SequenceMatcher(None, name, n).ratio()
+        close = sorted(difflib.get_close_matches(name, self.listed(), n=5, cutoff=0.6), key=lambda n: (-score(n), n))
+        if close: known = f"the closest known: {', '.join(close)}"
+        else:
+            known = f"known {self.kind}s: {', '.join(sorted(self._items)) or '(none)'}"
+            known += ''.join(f"; or names like {f.example}" for f in self._patterns)
+        return f"unknown {self.kind} {name!r}; {known}{'; ' + self.hint if self.hint else ''}."
 
     def get(self, name: str):
-        if name in self._items: return self._items[name]
-        for pat, factory, _ in self._patterns:
-            if pat.fullmatch(name): return functools.partial(factory, name)
-        families = ''.join(f"; or names like {ex}" for _, _, ex in self._patterns)
-        raise TdaError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(sorted(self._items)) or '(none)'}{families}.")
+        "The factory of `name` (a family's with the parsed name bound)."
+        fn, m, _ = self.parse(name)
+        return fn if m is None else functools.partial(fn, m)
 
-    def create(self, name: str, **kwargs): return self.get(name)(**kwargs)
-    def names(self) -> list[str]: return sorted(self._items)
-    def __contains__(self, name): return name in self._items or any(p.fullmatch(name) for p, _, _ in self._patterns)
+    def create(self, name: str, **kwargs):
+        "`name` made with `kwargs`."
+        return self.get(name)(**kwargs)
+
+    def task(self, name: str):
+        "The task `name` is registered for."
+        return self.parse(name)[2]
+
+    def listed(self, task: str | None = None, pattern: str | None = None) -> list[str]:
+        "Exact names and each family's listed members, of `task` only, matching the glob `pattern` only."
+        names = list(dict.fromkeys([*self._items, *(n for f in self._patterns for n in f.names)]))
+        if task is not None: names = [n for n in names if self.task(n) == task]
+        return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+
+    def names(self) -> list[str]:
+        "The exact names, sorted."
+        return sorted(self._items)
+
+    def __contains__(self, name): return name in self._items or any(f.pattern.fullmatch(name) for f in self._patterns)
     def __repr__(self): return f"Registry({self.kind}: {', '.join(self.names())})"
 
 # %% ../nbs/00_core.ipynb #aea28ad0
-MODELS = Registry('model')          # (**kwargs) -> nn.Module returning {'logits', 'attention', ...}
+MODELS = Registry('model', 'tda.list_models() lists them')  # (**kwargs) -> nn.Module; see tda.models
 DATASETS = Registry('dataset')      # (path, split, **kwargs) -> torch Dataset of dict items
 LOSSES = Registry('loss')           # (outputs, batch) -> per-sample loss
 METRIC_SETS = Registry('metric set')  # (**kwargs) -> an evaluator, see tda.train

@@ -33,16 +33,19 @@ def _td_blocks(model) -> list[TDPasses]: return [m for m in model.modules() if i
 
 @torch.no_grad()
 def evaluate_classifier(model: nn.Module, loader, num_classes: int, device='cpu', progress: bool = False) -> dict:
-    "Top-1 and top-5 accuracy (the last pass) and per-pass top-1 of `model` over `loader` of (image, label) batches."
+    "Top-1 and top-5 accuracy (the last pass) and per-pass top-1 over `loader`: (image, label) or the trainer's dicts."
     model.eval().to(device)
     k5 = min(5, num_classes)
     top1, top5 = (MulticlassAccuracy(num_classes, top_k=k, average='micro').to(device) for k in (1, k5))
     per_pass, n = None, 0
-    for x, y in tqdm(loader, desc='evaluate', disable=not progress, leave=False):
+    for b in tqdm(loader, desc='evaluate', disable=not progress, leave=False):
+        x, y = (b['image'], b['label']) if isinstance(b, dict) else b  # the trainer's batches are dicts
         x, y = x.to(device), y.to(device)
         outs = pass_logits(model, x)
-        top1.update(outs[-1], y); top5.update(outs[-1], y)
-        if per_pass is None: per_pass = [MulticlassAccuracy(num_classes, top_k=1, average='micro').to(device) for _ in outs]
+        top1.update(outs[-1], y)
+        top5.update(outs[-1], y)
+        if per_pass is None:
+            per_pass = [MulticlassAccuracy(num_classes, top_k=1, average='micro').to(device) for _ in outs]
         for m, o in zip(per_pass, outs): m.update(o, y)
         n += len(y)
     if not n: raise TdaError("the evaluation loader gave no images.")
@@ -61,7 +64,9 @@ def resolution_sweep(model, make_loader: Callable[[int], Iterable], num_classes:
 # %% ../nbs/05b_evaluation.ipynb #7b717671
 class _PassModel(nn.Module):
     "The logits of pass `t` only (what pytorch-grad-cam differentiates)."
-    def __init__(self, model, t): super().__init__(); self.model, self.t = model, t
+    def __init__(self, model, t):
+        super().__init__()
+        self.model, self.t = model, t
     def forward(self, x): return pass_logits(self.model, x)[self.t]
 
 def _last_stage(model) -> list[nn.Module]:
@@ -80,7 +85,8 @@ def _normalise(cam: torch.Tensor, size) -> np.ndarray:
     lo, hi = cam.amin((1, 2), keepdim=True), cam.amax((1, 2), keepdim=True)
     return ((cam - lo) / (hi - lo).clamp_min(1e-7)).numpy()
 
-def pass_cams(model: nn.Module, x: torch.Tensor, targets=None, method: str = 'gradcam') -> tuple[np.ndarray, np.ndarray]:
+def pass_cams(model: nn.Module, x: torch.Tensor, targets=None,
+              method: str = 'gradcam') -> tuple[np.ndarray, np.ndarray]:
     "Maps (passes, B, H, W) in [0, 1] and the class each explains (passes, B)."
     model.eval()
     with torch.no_grad(): preds = torch.stack([o.argmax(1) for o in pass_logits(model, x)])
@@ -119,7 +125,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def map_boxes(cam: np.ndarray, threshold: float) -> np.ndarray:
     "Boxes (K, 4) around the connected regions of `cam >= threshold`."
     lab, _ = ndimage.label(cam >= threshold)
-    return np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in ndimage.find_objects(lab) if s is not None]).reshape(-1, 4)
+    return np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in ndimage.find_objects(lab)
+                     if s is not None]).reshape(-1, 4)
 
 def best_ious(cam: np.ndarray, gt_boxes, thresholds=THRESHOLDS) -> np.ndarray:
     "For each threshold, the best IoU between a box of the map's regions and a ground-truth box."
@@ -170,7 +177,9 @@ def localisation_report(model: nn.Module, dataset, method: str = 'gradcam', batc
         x, y = torch.stack([it['image'] for it in items]), torch.tensor([it['label'] for it in items])
         m, _ = pass_cams(model, x, targets=y, method=method)
         with torch.no_grad(): p = torch.stack([o.argmax(1) for o in pass_logits(model.eval(), x)])
-        maps.append(m); preds.append(p.numpy()); labels.append(y.numpy())
+        maps.append(m)
+        preds.append(p.numpy())
+        labels.append(y.numpy())
         if any_pass:
             pm, _ = pass_cams(model, x, method=method)
             pboxes.append(np.array([[largest_box(c) for c in pass_maps] for pass_maps in pm]))
@@ -183,7 +192,8 @@ def localisation_report(model: nn.Module, dataset, method: str = 'gradcam', batc
     passes = []
     for t in range(len(maps)):
         r = {'top1': float((preds[t] == labels).mean()), **localisation_metrics(maps[t], boxes, preds[t] == labels)}
-        if masks: r.update(tps=float(np.concatenate(tps, 1)[t].mean()), pointing=float(np.concatenate(pointing, 1)[t].mean()))
+        if masks:
+            r.update(tps=float(np.concatenate(tps, 1)[t].mean()), pointing=float(np.concatenate(pointing, 1)[t].mean()))
         passes.append(r)
     res = {'n': int(len(labels)), 'method': method, 'passes': passes, **{k: v for k, v in passes[-1].items()}}
     if any_pass: res['any_pass_accuracy'] = any_pass_accuracy(preds, np.concatenate(pboxes, 1), labels)

@@ -22,7 +22,8 @@ __all__ = ['resize_attention', 'true_positive_strength', 'uniform_strength', 'at
 
 # %% ../nbs/02_metrics.ipynb #8bad3a8d
 def _check_attention(attention) -> torch.Tensor:
-    if not isinstance(attention, torch.Tensor) or not (attention.ndim == 3 or (attention.ndim == 4 and attention.shape[1] == 1)):
+    if not isinstance(attention,
+                      torch.Tensor) or not (attention.ndim == 3 or (attention.ndim == 4 and attention.shape[1] == 1)):
         shape = tuple(attention.shape) if isinstance(attention, torch.Tensor) else type(attention).__name__
         raise TdaError(f"attention must be a tensor of shape (B, h, w) or (B, 1, h, w); got {shape}.")
     a = attention if attention.ndim == 4 else attention[:, None]
@@ -55,12 +56,14 @@ def true_positive_strength(attention: torch.Tensor, mask: torch.Tensor) -> torch
 @torch.no_grad()
 def uniform_strength(mask: torch.Tensor) -> torch.Tensor:
     "Per sample: the mask's area fraction, i.e. the true-positive strength of uniform attention (B,)."
-    if not isinstance(mask, torch.Tensor) or mask.ndim != 3: raise TdaError("mask must be a bool tensor of shape (B, H, W).")
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 3:
+        raise TdaError("mask must be a bool tensor of shape (B, H, W).")
     return mask.flatten(1).float().mean(1)
 
 # %% ../nbs/02_metrics.ipynb #d0f602b9
 def _thresholds(thresholds, device=None) -> torch.Tensor:
-    if isinstance(thresholds, bool) or thresholds is None: raise TdaError("thresholds must be an int >= 2 or a 1-D list/tensor in [0, 1].")
+    if isinstance(thresholds, bool) or thresholds is None:
+        raise TdaError("thresholds must be an int >= 2 or a 1-D list/tensor in [0, 1].")
     if isinstance(thresholds, int):
         if thresholds < 2: raise TdaError(f"thresholds must be at least 2 when an int; got {thresholds}.")
         return torch.linspace(0, 1, thresholds, device=device)
@@ -72,7 +75,8 @@ def _thresholds(thresholds, device=None) -> torch.Tensor:
 def _normalise(a: torch.Tensor) -> torch.Tensor:
     "Min-max normalise each map of (B,H,W) to [0, 1]; a constant map becomes 0."
     lo, hi = a.amin((1, 2), keepdim=True), a.amax((1, 2), keepdim=True)
-    return torch.where(hi > lo, (a - lo) / (hi - lo).clamp(min=torch.finfo(a.dtype).tiny), torch.zeros_like(a)).clamp(0, 1)
+    return torch.where(hi > lo, (a - lo) / (hi - lo).clamp(min=torch.finfo(a.dtype).tiny),
+                       torch.zeros_like(a)).clamp(0, 1)
 
 @torch.no_grad()
 def attention_pr_curve(attention: torch.Tensor, mask: torch.Tensor, thresholds=101):
@@ -96,11 +100,14 @@ def _scale_counts(preds, target, scale, low, high, n) -> tuple[torch.Tensor, tor
     "Correct answers and questions per scale bin, both (n,) int64."
     preds = preds.argmax(1) if preds.ndim == 2 else preds
     if not (preds.ndim == target.ndim == scale.ndim == 1 and len(preds) == len(target) == len(scale)):
-        raise TdaError(f"preds (B,) or (B, C), target (B,) and scale (B,) must agree; got {tuple(preds.shape)}, {tuple(target.shape)}, {tuple(scale.shape)}.")
+        raise TdaError(f"preds (B,) or (B, C), target (B,) and scale (B,) must agree; got {tuple(preds.shape)}, "
+                       f"{tuple(target.shape)}, {tuple(scale.shape)}.")
     scale = scale.to(target.device, torch.float64 if scale.dtype == torch.float64 else torch.float32)
     edges = scale_bins(low, high, n, device=scale.device, dtype=scale.dtype)
     bad = ~((scale >= edges[0]) & (scale <= edges[-1]))
-    if bad.any(): raise TdaError(f"{int(bad.sum())} scale(s) outside [{low}, {high}], e.g. {scale[bad][0].item():.4g}; widen low/high.")
+    if bad.any():
+        raise TdaError(f"{int(bad.sum())} scale(s) outside [{low}, {high}], e.g. {scale[bad][0].item():.4g}; widen "
+                       f"low/high.")
     idx = torch.bucketize(scale, edges[1:-1], right=True)
     correct = preds.to(target.device) == target
     return torch.bincount(idx[correct], minlength=n), torch.bincount(idx, minlength=n)
@@ -136,12 +143,14 @@ class TruePositiveStrength(Metric):
         for k in ('tps', 'uniform', 'n'): self.add_state(k, torch.tensor(0., dtype=torch.float64), dist_reduce_fx='sum')
 
     def update(self, attention: torch.Tensor, mask: torch.Tensor):
+        "Add a batch of attention maps and their target masks."
         s = true_positive_strength(attention, mask)
         self.tps += s.double().sum().to(self.device)
         self.uniform += uniform_strength(mask).double().sum().to(self.device)
         self.n += len(s)
 
     def compute(self) -> dict:
+        "The mean true-positive strength, and the uniform map's."
         return {'tps': (self.tps / self.n).float(), 'uniform': (self.uniform / self.n).float()}
 
 class PointingGame(Metric):
@@ -154,10 +163,14 @@ class PointingGame(Metric):
         for k in ('hits', 'n'): self.add_state(k, torch.tensor(0), dist_reduce_fx='sum')
 
     def update(self, attention: torch.Tensor, mask: torch.Tensor):
+        "Add a batch of attention maps and their target masks."
         h = pointing_game(attention, mask, self.tolerance)
-        self.hits += h.sum().to(self.device); self.n += len(h)
+        self.hits += h.sum().to(self.device)
+        self.n += len(h)
 
-    def compute(self) -> torch.Tensor: return self.hits / self.n
+    def compute(self) -> torch.Tensor:
+        "The hit rate: maps whose maximum lies on the target (within the tolerance)."
+        return self.hits / self.n
 
 class AccuracyPerScale(Metric):
     "Accuracy and question count per scale bin; `update(preds, target, scale)`, `compute()` -> (accuracy, count)."
@@ -168,10 +181,14 @@ class AccuracyPerScale(Metric):
         for k in ('correct', 'count'): self.add_state(k, torch.zeros(n, dtype=torch.long), dist_reduce_fx='sum')
 
     def update(self, preds: torch.Tensor, target: torch.Tensor, scale: torch.Tensor):
+        "Add a batch of predictions, answers and target scales."
         correct, count = _scale_counts(preds, target, scale, self.low, self.high, self.n)
-        self.correct += correct.to(self.device); self.count += count.to(self.device)
+        self.correct += correct.to(self.device)
+        self.count += count.to(self.device)
 
-    def compute(self) -> tuple[torch.Tensor, torch.Tensor]: return self.correct / self.count, self.count
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        "Accuracy and sample count per scale bin."
+        return self.correct / self.count, self.count
 
 # %% ../nbs/02_metrics.ipynb #97e7e7da
 def _binned_confmat(scores: torch.Tensor, mask: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
@@ -187,10 +204,14 @@ def _binned_confmat(scores: torch.Tensor, mask: torch.Tensor, thresholds: torch.
 class AttentionPR(BinaryPrecisionRecallCurve):
     "PR curve of normalised attention maps against masks, over fixed `thresholds`; also `average_precision()`."
     def __init__(self, thresholds=101, **kwargs):
-        super().__init__(thresholds=_thresholds(thresholds), **{'validate_args': False, **kwargs})  # inputs are checked here
+        # inputs are checked here
+        super().__init__(thresholds=_thresholds(thresholds), **{'validate_args': False, **kwargs})
 
     def update(self, attention: torch.Tensor, mask: torch.Tensor):
+        "Add a batch of attention maps and their target masks (every pixel a sample)."
         a, m = _prepare(attention, mask)
         self.confmat += _binned_confmat(_normalise(a).float(), m, self.thresholds.to(a.device)).to(self.device)
 
-    def average_precision(self) -> torch.Tensor: return average_precision(*self.compute()[:2])
+    def average_precision(self) -> torch.Tensor:
+        "The area under the precision-recall curve."
+        return average_precision(*self.compute()[:2])

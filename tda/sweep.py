@@ -7,7 +7,6 @@ Docs: https://tda-developers.github.io/tda/sweep.html.md"""
 # %% ../nbs/07_sweep.ipynb #3f9f75dc
 from __future__ import annotations
 
-import ast
 import datetime as _dt
 import hashlib
 import itertools
@@ -31,11 +30,16 @@ from tqdm.auto import tqdm
 
 from .core import (TdaError, atomic_path, find_file, get_settings, outside_nbs, read_yaml, resolve_path, run_record,
                       write_json)
+from .notebooks import experiments_dir, find_notebook, format_parameters, notebook_error, notebook_parameters
 
 # %% auto #0
-__all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SweepRun', 'run_id', 'find_notebook', 'notebook_parameters', 'format_parameters',
-           'Sweep', 'check_sweep', 'load_sweep', 'sweep_dir', 'run_state', 'visible_gpus', 'slot_environment',
-           'notebook_error', 'plan_sweep', 'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep', 'collect_sweep']
+__all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SweepRun', 'run_id', 'Sweep', 'check_sweep', 'load_sweep', 'sweep_dir', 'run_state',
+           'visible_gpus', 'slot_environment', 'plan_sweep', 'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep',
+           'collect_sweep', 'experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters',
+           'notebook_error']
+
+# %% ../nbs/07_sweep.ipynb #6d4b32db
+_all_ = ['experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error']
 
 # %% ../nbs/07_sweep.ipynb #3f02e8db
 SWEEP_KEYS = ('name', 'notebook', 'parameters', 'grid', 'runs', 'collect', 'output_parameter')
@@ -62,30 +66,6 @@ def run_id(naming: dict) -> str:
     s = re.sub(r'[^A-Za-z0-9._+=,-]', '-', ','.join(f"{k}={_fmt(v)}" for k, v in naming.items()))
     return s if len(s) <= 80 else f"{s[:71]}-{_digest(naming)}"
 
-# %% ../nbs/07_sweep.ipynb #591f85ea
-def find_notebook(name, base=None) -> Path:
-    "The experiment notebook `name`: a path (relative to `base` or the working folder), or one of `nbs/experiments/`."
-    p = find_file(name, 'experiment', base)
-    if p.suffix != '.ipynb': raise TdaError(f"{p} is not a notebook (.ipynb); name an experiment notebook.")
-    return p
-
-def notebook_parameters(nb) -> dict:
-    "The parameters of notebook `nb`: name -> {'default' (source text), 'value' (Python value or None), 'help'}."
-    import papermill as pm
-    res = {}
-    for k, p in pm.inspect_notebook(str(nb)).items():
-        try: value = ast.literal_eval(p['default'])
-        except (ValueError, SyntaxError): value = None
-        res[k] = {'default': p['default'], 'value': value, 'help': p.get('help') or ''}
-    if not res: raise TdaError(f"{nb} has no cell tagged `parameters`; tag the cell of its parameters so papermill can set them.")
-    return res
-
-def format_parameters(nb) -> str:
-    "The parameters of `nb` as a table: name, default and help, as `tda sweep --show` prints them."
-    ps = notebook_parameters(nb)
-    w, wd = max(map(len, ps)), max(len(p['default']) for p in ps.values())
-    return '\n'.join([f"Parameters of {nb}:"] + [f"  {k:{w}s}  {p['default']:{wd}s}  {p['help']}".rstrip() for k, p in ps.items()])
-
 # %% ../nbs/07_sweep.ipynb #046c8676
 @dataclass
 class Sweep:
@@ -106,34 +86,43 @@ class Sweep:
                 for r in (self.runs or [{}]) for n in ({**r, **c} for c in combos)]
 
     def to_dict(self) -> dict:
+        "The sweep as a plain dict."
         return {**asdict(self), 'notebook': str(self.notebook), 'source': str(self.source) if self.source else None}
 
 def _type_problem(name, value, default) -> str | None:
     "Why `value` cannot stand for a parameter whose default is `default` (None if it can)."
     num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
-    if isinstance(default, bool) and not isinstance(value, bool): return f"{name} is a flag (default {default}), not {value!r}"
+    if isinstance(default, bool) and not isinstance(value, bool):
+        return f"{name} is a flag (default {default}), not {value!r}"
     if num(default) and not num(value): return f"{name} is a number (default {default}), not {value!r}"
-    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and not value.is_integer():
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) \
+            and not value.is_integer():
         return f"{name} is a whole number (default {default}), not {value!r}"
     return None
 
 def check_sweep(sw: Sweep) -> list[SweepRun]:
     "Check `sw` against its notebook; its runs, or one `TdaError` naming every problem and the fix."
     for k in ('parameters', 'grid', 'collect'):
-        if not isinstance(getattr(sw, k), dict): raise TdaError(f"sweep {sw.name}: `{k}` must be a mapping of name: value.")
+        if not isinstance(getattr(sw, k), dict):
+            raise TdaError(f"sweep {sw.name}: `{k}` must be a mapping of name: value.")
     if not isinstance(sw.runs, list) or not all(isinstance(r, dict) and r for r in sw.runs):
-        raise TdaError(f"sweep {sw.name}: `runs` must be a list of non-empty mappings, e.g. [{{seed: 1}}, {{seed: 2, epochs: 5}}].")
+        raise TdaError(f"sweep {sw.name}: `runs` must be a list of non-empty mappings, e.g. [{{seed: 1}}, {{seed: 2, "
+                       f"epochs: 5}}].")
     bad = [k for k, v in sw.grid.items() if not isinstance(v, list) or not v]
-    if bad: raise TdaError(f"sweep {sw.name}: grid entries {bad} must be non-empty lists of values, e.g. seed: [0, 1, 2].")
+    if bad:
+        raise TdaError(f"sweep {sw.name}: grid entries {bad} must be non-empty lists of values, e.g. seed: [0, 1, 2].")
     both = sorted(set(sw.parameters) & set(sw.grid))
-    if both: raise TdaError(f"sweep {sw.name}: {both} are both fixed `parameters` and in the `grid`; keep each in one place.")
+    if both:
+        raise TdaError(f"sweep {sw.name}: {both} are both fixed `parameters` and in the `grid`; keep each in one "
+                       "place.")
     both = sorted({k for r in sw.runs for k in r} & set(sw.grid))
     if both: raise TdaError(f"sweep {sw.name}: {both} are set by `runs` and by the `grid`; keep each in one place.")
     m = sw.collect.get('metrics')
     if m is not None and not (isinstance(m, list) and all(isinstance(x, str) for x in m)):
         raise TdaError(f"sweep {sw.name}: collect.metrics must be a list of column names, e.g. [accuracy, tps].")
     if set(sw.collect) - set(COLLECT_KEYS):
-        raise TdaError(f"sweep {sw.name}: unknown `collect` keys {sorted(set(sw.collect) - set(COLLECT_KEYS))}; known: {', '.join(COLLECT_KEYS)}.")
+        raise TdaError(f"sweep {sw.name}: unknown `collect` keys {sorted(set(sw.collect) - set(COLLECT_KEYS))}; "
+                       f"known: {', '.join(COLLECT_KEYS)}.")
     ps = notebook_parameters(sw.notebook)
     runs = sw.expand()
     named = {k for r in runs for k in r.params}
@@ -144,9 +133,11 @@ def check_sweep(sw: Sweep) -> list[SweepRun]:
     if op is not None and op not in ps:
         raise TdaError(f"sweep {sw.name}: {sw.notebook.name} has no parameter {op!r} for the run's output folder; "
                        f"set `output_parameter:` to the one it has, or to null if it writes into its working folder.")
-    if op in named: raise TdaError(f"sweep {sw.name}: {op} is set by tda sweep to each run's folder; remove it from the sweep.")
+    if op in named:
+        raise TdaError(f"sweep {sw.name}: {op} is set by tda sweep to each run's folder; remove it from the sweep.")
     problems = sorted({p for r in runs for k, v in r.params.items() if (p := _type_problem(k, v, ps[k]['value']))})
-    if problems: raise TdaError(f"sweep {sw.name}: {'; '.join(problems)}. Write the value as the notebook's default is written.")
+    if problems:
+        raise TdaError(f"sweep {sw.name}: {'; '.join(problems)}. Write the value as the notebook's default is written.")
     ids = [r.id for r in runs]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup: raise TdaError(f"sweep {sw.name}: several runs share the id(s) {dup}; make every run's parameters differ.")
@@ -170,7 +161,8 @@ def load_sweep(path) -> Sweep:
     if 'notebook' not in d: raise TdaError(f"sweep file {path} names no `notebook:`; e.g. notebook: mref_table1.ipynb.")
     name = str(d.get('name') or path.name.removesuffix('.yaml').removesuffix('.yml').removesuffix('.sweep'))
     _folder_name(name)
-    sw = Sweep(name, find_notebook(d['notebook'], path.parent), **{k: d[k] for k in SWEEP_KEYS[2:] if k in d and d[k] is not None},
+    sw = Sweep(name, find_notebook(d['notebook'], path.parent),
+               **{k: d[k] for k in SWEEP_KEYS[2:] if k in d and d[k] is not None},
                source=path.resolve())
     if 'output_parameter' in d: sw.output_parameter = d['output_parameter']
     check_sweep(sw)
@@ -212,26 +204,11 @@ def slot_environment(slot: int, jobs: int, devices: list[str]) -> dict:
     "Environment variables of job slot `slot` of `jobs`: its own device, and its share of the cores."
     env = {}
     if devices: env['CUDA_VISIBLE_DEVICES'] = devices[slot % len(devices)]
-    if jobs > 1 and 'OMP_NUM_THREADS' not in os.environ: env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // jobs))
+    if jobs > 1 and 'OMP_NUM_THREADS' not in os.environ:
+        env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // jobs))
     return env
 
 # %% ../nbs/07_sweep.ipynb #d2e59fe4
-_ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
-
-def notebook_error(nb) -> dict | None:
-    "The failing cell and exception of a notebook papermill stopped on, or None."
-    import nbformat
-    try: cells = nbformat.read(str(nb), as_version=4).cells
-    except Exception: return None
-    code = [c for c in cells if c.cell_type == 'code' and 'injected-parameters' not in c.metadata.get('tags', [])]
-    for i, c in enumerate(code):
-        for o in c.get('outputs', []):
-            if o.get('output_type') == 'error':
-                tb = _ANSI.sub('', '\n'.join(o.get('traceback', [])))
-                return {'cell': i, 'execution_count': c.get('execution_count'), 'source': c.source,
-                        'ename': o.get('ename'), 'evalue': o.get('evalue'), 'traceback': tb.splitlines()[-15:]}
-    return None
-
 def _describe(err: dict) -> str:
     where = f" [code cell {err['cell']} of the notebook, In [{err['execution_count']}]]" if 'cell' in err else ''
     return f"{err.get('ename')}: {err.get('evalue')}{where}"
@@ -257,11 +234,14 @@ class _Runner:
         params = dict(run.params)
         if self.sw.output_parameter: params[self.sw.output_parameter] = str(d/'output')
         (d/'parameters.yaml').write_text(yaml.safe_dump(_jsonable(params), sort_keys=False))
-        config = {'sweep': self.sw.name, 'run_id': run.id, 'notebook': str(self.sw.notebook), 'parameters': _jsonable(run.params),
+        config = {'sweep': self.sw.name, 'run_id': run.id, 'notebook': str(self.sw.notebook),
+                  'parameters': _jsonable(run.params),
                   'naming': _jsonable(run.naming), 'output_parameter': self.sw.output_parameter, 'environment': env}
         write_json(d/'run.json', run_record(config, seed=run.params.get('seed')))
-        cmd = [sys.executable, '-m', 'papermill', str(self.sw.notebook), str(d/'notebook.ipynb'), '-f', str(d/'parameters.yaml'),
-               '--cwd', str(d), '--no-progress-bar', '--stdout-file', str(d/'stdout.txt'), '--stderr-file', str(d/'stderr.txt')]
+        cmd = [sys.executable, '-m', 'papermill', str(self.sw.notebook), str(d/'notebook.ipynb'), '-f',
+               str(d/'parameters.yaml'),
+               '--cwd', str(d), '--no-progress-bar', '--stdout-file', str(d/'stdout.txt'), '--stderr-file',
+               str(d/'stderr.txt')]
         t0, started = time.time(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')
         if self.stopping.is_set(): return {'status': 'interrupted'}
         with open(d/'papermill.log', 'w') as log:
@@ -275,7 +255,8 @@ class _Runner:
                   'wall_seconds': round(time.time() - t0, 1), 'environment': env}
         if rc:
             log_tail = (d/'papermill.log').read_text(errors='replace').strip().splitlines()[-5:]
-            status['error'] = notebook_error(d/'notebook.ipynb') or {'ename': 'papermill', 'evalue': ' / '.join(log_tail)}
+            status['error'] = notebook_error(d/'notebook.ipynb') or {'ename': 'papermill',
+                                                                     'evalue': ' / '.join(log_tail)}
         write_json(d/'status.json', status)
         return status
 
@@ -286,7 +267,7 @@ class _Runner:
 
 # %% ../nbs/07_sweep.ipynb #24822db7
 def plan_sweep(sw: Sweep, root: Path, retry_failed: bool = False, overwrite: bool = False) -> dict:
-    "What an invocation will do with each run of `sw` (checked: `load_sweep` does it): {'run', 'done', 'failed', 'incomplete'}."
+    "What an invocation does with each run of `sw`: {'run', 'done', 'failed', 'incomplete'} (`load_sweep` checked)."
     runs = sw.expand()
     plan = {'run': [], 'done': [], 'failed': [], 'incomplete': []}
     changed, busy = [], []
@@ -305,10 +286,14 @@ def plan_sweep(sw: Sweep, root: Path, retry_failed: bool = False, overwrite: boo
         else:
             plan['run'].append(r)
             if state == 'incomplete': plan['incomplete'].append(r)
-    if busy: raise TdaError(f"runs {busy} of sweep {sw.name} are still running from an earlier invocation; wait for them or stop them.")
+    if busy:
+        raise TdaError(f"runs {busy} of sweep {sw.name} are still running from an earlier invocation; wait for them "
+                       f"or stop them.")
     if changed:
-        raise TdaError(f"{len(changed)} finished run(s) in {root} were made with other parameters than the sweep now gives: "
-                       f"{'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}. Pass --overwrite (overwrite=True) "
+        raise TdaError(f"{len(changed)} finished run(s) in {root} were made with other parameters than the sweep now "
+                       f"gives: "
+                       f"{'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}. Pass --overwrite "
+                       f"(overwrite=True) "
                        f"to run them again, or give the sweep another name.")
     return plan
 
@@ -330,11 +315,13 @@ def run_sweep(sweep, jobs: int = 1, retry_failed: bool = False, overwrite: bool 
         runs = sw.expand()
         write_json(root/'sweep.json', {**sw.to_dict(), 'run_ids': [r.id for r in runs]})
         devices = visible_gpus() if devices is None else list(devices)
-        report = {'dir': str(root), 'done': [r.id for r in plan['done']], 'failed': [], 'skipped_failed': [r.id for r in plan['failed']],
+        report = {'dir': str(root), 'done': [r.id for r in plan['done']], 'failed': [],
+                  'skipped_failed': [r.id for r in plan['failed']],
                   'rerun': [r.id for r in plan['incomplete']], 'ran': [], 'interrupted': False}
         n_inc = len(plan['incomplete'])
         if progress:
-            print(f"sweep {sw.name}: {len(runs)} runs, {len(plan['done'])} finished, {len(plan['failed'])} failed before "
+            print(f"sweep {sw.name}: {len(runs)} runs, {len(plan['done'])} finished, {len(plan['failed'])} failed "
+                  f"before "
                   f"(skipped; --retry-failed runs them), {len(plan['run'])} to run"
                   f"{f' ({n_inc} interrupted before)' if n_inc else ''}, "
                   f"{jobs} at a time{f' on GPUs {devices}' if devices else ''} -> {root}")
@@ -375,7 +362,9 @@ def summary_rows(summary: dict) -> list[dict]:
     if not names or not isinstance(summary.get('results'), dict): return [_row_values(summary)]
     rows = []
     def walk(d, keys):
-        if len(keys) == len(names): rows.append({**dict(zip(names, keys)), **_row_values(d)}); return
+        if len(keys) == len(names):
+            rows.append({**dict(zip(names, keys)), **_row_values(d)})
+            return
         for k, v in d.items():
             if isinstance(v, dict): walk(v, keys + [k])
     walk(summary['results'], [])
@@ -387,18 +376,22 @@ def _summary_file(run: Path) -> Path | None:
 def sweep_table(root) -> pd.DataFrame:
     "One row per finished run (or per result of it) of the sweep in folder `root`, its parameters as columns."
     root = Path(root)
-    if not (root/'sweep.json').is_file(): raise TdaError(f"{root} holds no sweep (no sweep.json); run `tda sweep SWEEP.yaml` first.")
+    if not (root/'sweep.json').is_file():
+        raise TdaError(f"{root} holds no sweep (no sweep.json); run `tda sweep SWEEP.yaml` first.")
     rows, missing, params_seen, index = [], [], {}, {}
     for rid in json.loads((root/'sweep.json').read_text())['run_ids']:
         d = root/rid
-        if run_state(d) != 'done' or (f := _summary_file(d)) is None: missing.append(rid); continue
+        if run_state(d) != 'done' or (f := _summary_file(d)) is None:
+            missing.append(rid)
+            continue
         params = {k: _fmt(v) if isinstance(v, (list, tuple, dict)) else v
                   for k, v in json.loads((d/'run.json').read_text())['config']['parameters'].items()}
         params_seen.update(dict.fromkeys(params))
         summary = json.loads(f.read_text())
         index.update(dict.fromkeys(summary.get('index_names') or []))
         for r in summary_rows(summary):
-            rows.append({'run': rid, **params, **{(f"result_{k}" if k in params or k == 'run' else k): v for k, v in r.items()}})
+            rows.append({'run': rid, **params,
+                         **{(f"result_{k}" if k in params or k == 'run' else k): v for k, v in r.items()}})
     df = pd.DataFrame(rows)
     df.attrs.update(missing=missing, params=list(params_seen), index=list(index))
     return df
@@ -433,17 +426,20 @@ def _markdown(agg, metrics, groups) -> str:
     keys = groups or ['configuration']
     lines = ['| ' + ' | '.join(keys + metrics) + ' |', '|' + '---|' * (len(keys) + len(metrics))]
     for _, r in agg.iterrows():
-        cells = [f"{r[f'{m}_mean']:.4g} ± {0 if r[f'{m}_count'] < 2 else r[f'{m}_std']:.2g} ({r[f'{m}_count']})" for m in metrics]
+        cells = [f"{r[f'{m}_mean']:.4g} ± {0 if r[f'{m}_count'] < 2 else r[f'{m}_std']:.2g} ({r[f'{m}_count']})"
+                 for m in metrics]
         lines.append('| ' + ' | '.join([str(r[k]) for k in keys] + cells) + ' |')
     return '\n'.join(lines)
 
-def collect_sweep(sweep, out=None, metrics: list[str] | None = None, over: str | None = None, progress: bool = True) -> dict:
+def collect_sweep(sweep, out=None, metrics: list[str] | None = None, over: str | None = None,
+                  progress: bool = True) -> dict:
     """Gather the finished runs of `sweep` (a sweep file, a `Sweep` or a sweep folder) into results.csv, results.h5,
     summary.md and comparison.png in the sweep folder. Returns {'table', 'summary', 'markdown', 'files', 'missing'}."""
     root = Path(sweep) if not isinstance(sweep, Sweep) and Path(sweep).is_dir() else \
         sweep_dir(sweep if isinstance(sweep, Sweep) else load_sweep(sweep), out)
     df = sweep_table(root)
-    if df.empty: raise TdaError(f"no finished run in {root} has a summary.json; run the sweep first (`tda sweep SWEEP.yaml`).")
+    if df.empty:
+        raise TdaError(f"no finished run in {root} has a summary.json; run the sweep first (`tda sweep SWEEP.yaml`).")
     conf = json.loads((root/'sweep.json').read_text()).get('collect') or {}
     over = over or conf.get('over', 'seed')
     num = [c for c in df.select_dtypes('number').columns
@@ -454,7 +450,8 @@ def collect_sweep(sweep, out=None, metrics: list[str] | None = None, over: str |
     groups = _groups(df, over)
     agg = _aggregate(df, metrics, groups)
     md = _markdown(agg, metrics, groups)
-    files = {'csv': root/'results.csv', 'h5': root/'results.h5', 'summary': root/'summary.md', 'figure': root/'comparison.png'}
+    files = {'csv': root/'results.csv', 'h5': root/'results.h5', 'summary': root/'summary.md',
+             'figure': root/'comparison.png'}
     with atomic_path(files['csv'], overwrite=True) as tmp: df.to_csv(tmp, index=False)
     flat = df.astype({c: str for c in df.columns if df[c].dtype == object or str(df[c].dtype) in ('str', 'string')})
     with atomic_path(files['h5'], overwrite=True) as tmp:
@@ -467,6 +464,8 @@ def collect_sweep(sweep, out=None, metrics: list[str] | None = None, over: str |
                 files['figure'], overwrite=True)
     if progress:
         print(md)
-        if df.attrs['missing']: print(f"not collected (unfinished, failed or without summary.json): {', '.join(df.attrs['missing'])}")
+        if df.attrs['missing']:
+            print(f"not collected (unfinished, failed or without summary.json): {', '.join(df.attrs['missing'])}")
         print(f"wrote {', '.join(str(p) for p in files.values())}")
-    return {'table': df, 'summary': agg, 'markdown': md, 'files': {k: str(p) for k, p in files.items()}, 'missing': df.attrs['missing']}
+    return {'table': df, 'summary': agg, 'markdown': md, 'files': {k: str(p) for k, p in files.items()},
+            'missing': df.attrs['missing']}

@@ -66,6 +66,7 @@ MODEL_LABELS = {'stn': 'STN', 'soft': 'SOFT', 'hard': 'HARD', 'hattnet': 'HAttNe
 def _label(m): return MODEL_LABELS.get(m, m)
 
 def scale_bin_labels(low: float = 0.5, high: float = 3.0, n: int = 5) -> list[str]:
+    "Labels of the `n` scale bins between `low` and `high`."
     e = np.linspace(low, high, n + 1)
     return [f"{a:.1f}-{b:.1f}" for a, b in zip(e[:-1], e[1:])]
 
@@ -81,7 +82,8 @@ def plot_accuracy_per_scale(results: dict, low: float = 0.5, high: float = 3.0):
     df = pd.DataFrame(rows)
     g = sns.relplot(df, x='scale', y='accuracy', hue='model', col='dataset', kind='line', marker='o',
                     height=3, aspect=1.1, facet_kws={'sharey': True})
-    g.set(ylim=(0, 1.02)); g.set_axis_labels('target scale', 'test accuracy')
+    g.set(ylim=(0, 1.02))
+    g.set_axis_labels('target scale', 'test accuracy')
     return g.figure
 
 def plot_pr_curves(results: dict):
@@ -102,7 +104,8 @@ def plot_pr_curves(results: dict):
 def plot_attention_layers(samples: list[dict], palette: list[str] | None = None):
     """Figures 6-7: for each question the image, then each model's attention maps layer by layer.
 
-    A sample is `{'image': (H, W, 3) uint8, 'query': int, 'answer': int, 'models': {name: {'maps': [2-D arrays], 'pred': int}}}`."""
+    A sample is `{'image': (H, W, 3) uint8, 'query': int, 'answer': int,
+    'models': {name: {'maps': [2-D arrays], 'pred': int}}}`."""
     import matplotlib.pyplot as plt
     names = list(samples[0]['models'])
     cols = 1 + max(len(samples[0]['models'][m]['maps']) for m in names)
@@ -118,13 +121,14 @@ def plot_attention_layers(samples: list[dict], palette: list[str] | None = None)
             axes[r, 0].set_title(f"{_label(m)}: {s['query']}? {col(info['pred'])} ({ok})", fontsize=7)
             for c, a in enumerate(info['maps'], 1):
                 axes[r, c].imshow(s['image'], alpha=0.35)
-                axes[r, c].imshow(a, cmap='magma', alpha=0.75, extent=(-0.5, s['image'].shape[1] - 0.5, s['image'].shape[0] - 0.5, -0.5),
+                axes[r, c].imshow(a, cmap='magma', alpha=0.75,
+                                  extent=(-0.5, s['image'].shape[1] - 0.5, s['image'].shape[0] - 0.5, -0.5),
                                   interpolation='nearest')
                 axes[r, c].set_title(f"layer {c} ({a.shape[0]}x{a.shape[1]})", fontsize=7)
     return fig
 
 def plot_training_curves(histories: dict):
-    "Train and validation accuracy against the epoch, one panel per dataset, one colour per model (`{(variant, model): rows}`)."
+    "Train and validation accuracy by epoch, one panel per dataset, one colour per model (`{(variant, model): rows}`)."
     import pandas as pd, seaborn as sns
     rows = [{'dataset': v.upper(), 'model': _label(m), 'split': split, 'epoch': h['epoch'], 'accuracy': h[key]}
             for (v, m), hist in histories.items() for h in hist

@@ -95,7 +95,7 @@ def clips(tmp_path_factory):
 def test_every_task_model_trains(name, datasets, clips):
     "Three optimiser steps of every video, detection and pose model of list_models() on real data: the loss falls, every weight moves."
     from tda.data.tasks import MovingDigitsDataset
-    from tda.models.factory import create_model
+    from tda import create_model
     from tda.train import heatmap_mse
     torch.manual_seed(0)
     if name.startswith('r3d'):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tda.models.factory import create_model
+from tda import create_model
 
 
 def test_torch_compile_runs_forward_and_backward():

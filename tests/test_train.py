@@ -79,6 +79,10 @@ def test_non_finite_loss_stops_with_a_clear_message(config, tmp_path):
 
 @pytest.mark.parametrize('args, match', [
     (['--set', 'learning_rate=0.1'], "unknown training config key(s) ['learning_rate']"),
+    (['--set', 'learning_rate=0.1'], "learning_rate: did you mean lr?"),
+    (['--set', 'epoch=3'], 'epoch: did you mean epochs?'),
+    (['--set', 'model=hattnet_cxt'], "the closest known: hattnet_ctx"),
+    (['--set', 'log_with=tensorbored'], "are not Accelerate trackers"),
     (['--set', 'model=resnet9000'], "unknown model 'resnet9000'"),
     (['--set', 'data=no_such.h5'], 'no_such.h5 not found'),
     (['--set', 'batch_size=0'], 'batch sizes must be positive'),

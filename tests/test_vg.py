@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from tda.core import MODELS
+from tda import create_model
 from tda.data.vg import VGAttributesDataset, make_vg_mref, prepare_vg, vg_info
 from tda.models.vg import attribute_bce
 from tda.multilabel_ap import weighted_map
@@ -72,7 +72,7 @@ def test_full_vgg16_models_take_a_step(vg_cache):
     b = torch.utils.data.default_collate([ds[i] for i in range(4)])
     for name in VG_MODELS:
         torch.manual_seed(0)
-        model = MODELS.create(name, num_classes=len(ds.classes), num_queries=len(ds.objects)).train()
+        model = create_model(name, num_classes=len(ds.classes), num_queries=len(ds.objects)).train()
         loss = attribute_bce(model(b['image'], b['query'], b['prior']), b).mean()
         loss.backward()
         assert torch.isfinite(loss), name

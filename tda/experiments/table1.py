@@ -49,7 +49,9 @@ def _finished(run: Path, cfg: TrainConfig) -> dict | None:
     if r is None: return None
     old = r.get('config') or json.loads((run/'run.json').read_text())['config']  # the config it finished with
     diff = config_diff(old, cfg.to_dict(), ignore=('progress',))
-    if diff: raise TdaError(f"{run} holds a run with another config (differs in {diff}); pass overwrite=True to train it again.")
+    if diff:
+        raise TdaError(f"{run} holds a run with another config (differs in {diff}); pass overwrite=True to train it "
+                       f"again.")
     return r
 
 def finished_run(run) -> dict | None:
@@ -87,12 +89,14 @@ def format_table(results: dict) -> str:
     for v, models in results.items():
         first = next(iter(models.values()))
         pu = PAPER_TABLE1['tps'].get(v, {}).get('uniform')
-        lines.append(f"| {v.upper()} | uniform attention | | | {100 * first['uniform_tps']:.2f} | {pu if pu is not None else ''} | |"
+        lines.append(f"| {v.upper()} | uniform attention | | | {100 * first['uniform_tps']:.2f} | "
+                     f"{pu if pu is not None else ''} | |"
                      + (' |' if sources else ''))
         for m, r in models.items():
             pa, pt = PAPER_TABLE1['accuracy'].get(v, {}).get(m), PAPER_TABLE1['tps'].get(v, {}).get(m)
             tps = f"{100 * r['tps']:.2f}" if 'tps' in r and m != 'stn' else ''
-            lines.append(f"| {v.upper()} | {MODEL_LABELS.get(m, m)} | {100 * r['accuracy']:.2f} | {'' if pa is None else pa} | "
+            lines.append(f"| {v.upper()} | {MODEL_LABELS.get(m, m)} | {100 * r['accuracy']:.2f} | "
+                         f"{'' if pa is None else pa} | "
                          f"{tps} | {'' if pt is None else pt} | {r['epochs_run']} ({r['best_epoch']}) |"
                          + (f" {r.get('source', 'trained')} |" if sources else ''))
     return '\n'.join(lines)
@@ -103,7 +107,8 @@ def write_table1(out, results: dict, samples: dict, palette: list[str], config: 
     "Write results.h5, summary.json, table.md and the figures of `results` (and of training `curves`) to `out`."
     out = Path(out)
     _write_results(out/'results.h5', results, samples, config)
-    clean = {v: {m: {k: x for k, x in r.items() if not k.startswith('_')} for m, r in ms.items()} for v, ms in results.items()}
+    clean = {v: {m: {k: x for k, x in r.items() if not k.startswith('_')} for m, r in ms.items()}
+             for v, ms in results.items()}
     table = format_table(clean)
     summary = {'results': clean, 'index_names': ['variant', 'model'], 'paper': PAPER_TABLE1, 'table': table,
                'wall_seconds': round(time.time() - t0, 1), 'run': run_record(config, seed=config.get('seed'))}
@@ -114,14 +119,16 @@ def write_table1(out, results: dict, samples: dict, palette: list[str], config: 
         save_figure(plot_pr_curves({v: {m: r for m, r in ms.items() if m != 'stn'} for v, ms in clean.items()}),
                     out/'pr_curves.png', overwrite=True)
     for v in results:
-        save_figure(plot_attention_layers(_figure_samples(samples[v]), palette), out/f'attention_{v}.png', overwrite=True)
+        save_figure(plot_attention_layers(_figure_samples(samples[v]), palette),
+                    out/f'attention_{v}.png', overwrite=True)
     if curves: save_figure(plot_training_curves(curves), out/'curves.png', overwrite=True)
     return summary
 
 def _figure_samples(s: dict) -> list[dict]:
     b = s['batch']
     return [{'image': s['image'][k], 'query': int(b['query'][k]), 'answer': int(b['answer'][k]),
-             'models': {m: {'maps': [a[k] for a in d['maps']], 'pred': int(d['pred'][k])} for m, d in s['models'].items()}}
+             'models': {m: {'maps': [a[k] for a in d['maps']], 'pred': int(d['pred'][k])}
+                        for m, d in s['models'].items()}}
             for k in range(len(s['index']))]
 
 def _write_results(path: Path, results: dict, samples: dict, config: dict):
@@ -154,10 +161,10 @@ def run_table1(out, variants=('mref',), models=TABLE1_MODELS, size: str = 'smoke
     `data` maps a variant to a dataset file to use instead of `<data_dir>/<variant>_<size>.h5`; any other
     keyword is a `TrainConfig` field (e.g. `batch_size`, `mixed_precision`)."""
     out, t0 = Path(out).expanduser().resolve(), time.time()
-    bad = [m for m in models if m not in MODELS]
-    if bad: raise TdaError(f"unknown model(s) {bad}; known models: {', '.join(MODELS.names())}.")
+    for m in models: MODELS.parse(m)  # an unknown name: one error naming the closest known ones
     if out.exists() and any(out.iterdir()) and not (resume or overwrite):
-        raise TdaError(f"{out} is not empty; pass resume=True to reuse its finished runs, overwrite=True to start again, "
+        raise TdaError(f"{out} is not empty; pass resume=True to reuse its finished runs, overwrite=True to start "
+                       f"again, "
                        f"or choose another folder.")
     data = {k: str(resolve_data(p).resolve()) for k, p in (data or {}).items()}
     config = {'variants': list(variants), 'models': list(models), 'size': size, 'epochs': epochs, 'seed': seed,
@@ -221,7 +228,8 @@ def evaluate_pretrained(name: str, dataset: str, fn, progress: bool = False) -> 
     cfg = TrainConfig(preset='seo2016', model=name, data=str(fn), progress=progress)
     test = MREFDataset(fn, 'test', in_memory=True)
     m = evaluate(model, data_loader(test, cfg.eval_batch_size, False, cfg), cfg, progress=progress, desc=f'{name} test')
-    row = {**m.compute(), 'best_epoch': card['best_epoch'], 'epochs_run': card['epochs_run'], 'stopped': card['stopped'],
+    row = {**m.compute(), 'best_epoch': card['best_epoch'], 'epochs_run': card['epochs_run'],
+           'stopped': card['stopped'],
            'source': f"shipped ({dataset})", 'card_accuracy': card['test']['accuracy'], '_table': m.table()}
     return row, model
 

@@ -1,4 +1,4 @@
-"""Every classification model of the TDAN paper by name: torchvision ResNets and MobileNetV3, their TD variants, and the SE, CBAM, ECA and FCA baselines.
+"""The one way in: `create_model` and `list_models` over the one model registry, and the classifiers of the TDAN paper (torchvision ResNets and MobileNetV3, their TD variants, the SE, CBAM, ECA and FCA baselines).
 
 Docs: https://tda-developers.github.io/tda/models.factory.html.md"""
 
@@ -8,7 +8,6 @@ Docs: https://tda-developers.github.io/tda/models.factory.html.md"""
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 import torch.nn.functional as F
@@ -17,20 +16,20 @@ from torchvision.models import mobilenet_v3_large
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from ..core import MODELS, TdaError
-from .tasks import create_task_model
-from .tdaf import ANAR_DEPTHS, TDAF_BACKBONES, create_tdaf, tdaf_backbone
+from .pretrained import load_pretrained
+from .tdaf import tdaf_backbone
 from .tdan import TDMobileNetV3, TDResNet, adopt_resnet_block
 
 # %% auto #0
-__all__ = ['BASELINES', 'TASKS', 'PAPER_PARAMS', 'PAPER_GMACS', 'PAPER_TDAF', 'dct_filters', 'MultiSpectralAttention',
-           'attention_layer', 'AttentionResNetBlock', 'attention_resnet', 'list_models', 'create_model', 'count_params',
-           'count_macs', 'paper_cost', 'cost_table']
+__all__ = ['BASELINES', 'TDAN_PATTERN', 'TDAN_NAMES', 'TASKS', 'PAPER_PARAMS', 'PAPER_GMACS', 'PAPER_TDAF', 'dct_filters',
+           'MultiSpectralAttention', 'attention_layer', 'AttentionResNetBlock', 'attention_resnet', 'tdan_model',
+           'list_models', 'create_model', 'count_params', 'count_macs', 'paper_cost', 'cost_table']
 
 # %% ../../nbs/03_models.factory.ipynb #d6bf4f0b
 _FCA_TOP16 = ([0, 0, 6, 0, 0, 1, 1, 4, 5, 1, 3, 0, 0, 0, 3, 2], [0, 1, 0, 5, 2, 0, 2, 0, 0, 6, 0, 4, 6, 3, 5, 2])
 
 def dct_filters(channels: int, size: int, freqs=_FCA_TOP16) -> torch.Tensor:
-    "(channels, size, size) DCT-II basis functions, one frequency pair (on a 7x7 grid, scaled to `size`) per channel group."
+    "(channels, size, size) DCT-II basis functions, one frequency pair (7x7 grid, scaled to `size`) per channel group."
     us, vs = freqs
     if channels % len(us): raise TdaError(f"FCA needs channels divisible by {len(us)}, not {channels}.")
     pos = torch.arange(size, dtype=torch.float64) + 0.5
@@ -46,7 +45,8 @@ class MultiSpectralAttention(nn.Module):
         self.size = size
         self.register_buffer('filters', dct_filters(channels, size), persistent=False)
         hidden = max(1, round(channels * rd_ratio))
-        self.fc = nn.Sequential(nn.Linear(channels, hidden, bias=False), nn.ReLU(inplace=True), nn.Linear(hidden, channels, bias=False))
+        self.fc = nn.Sequential(nn.Linear(channels, hidden, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(hidden, channels, bias=False))
 
     def forward(self, x):
         y = x if x.shape[-2:] == (self.size, self.size) else F.adaptive_avg_pool2d(x, self.size)
@@ -87,77 +87,79 @@ def attention_resnet(depth: int, kind: str, num_classes: int = 1000, **kw) -> Re
     for li, size in zip(range(1, 5), (56, 28, 14, 7)):
         layer = getattr(model, f'layer{li}')
         for i, blk in enumerate(layer):
-            layer[i] = AttentionResNetBlock(blk, attention_layer(kind, (blk.bn3 if hasattr(blk, 'bn3') else blk.bn2).num_features, size))
+            channels = (blk.bn3 if hasattr(blk, 'bn3') else blk.bn2).num_features
+            layer[i] = AttentionResNetBlock(blk, attention_layer(kind, channels, size))
     return model
 
 # %% ../../nbs/03_models.factory.ipynb #dd52b737
 _RESNETS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3]),
             101: (Bottleneck, [3, 4, 23, 3]), 152: (Bottleneck, [3, 8, 36, 3])}
-def _plain(backbone):
+
+def _plain(backbone, default_classes=1000):
     "torchvision's `backbone` (the stem, stages and head TDAF splits, run as one network)."
-    def make(num_classes=1000, **kw):
+    def make(num_classes=default_classes, **kw):
         stem, stages, head, _ = tdaf_backbone(backbone, num_classes)
         return nn.Sequential(stem, *stages, head)
     return make
 
-_PLAIN = {b: _plain(b) for b in ('vgg16', 'vgg19', 'resnext50', 'resnext101', 'mobilenetv2', 'r3d_18')}
-_NAME = re.compile(r'^(?:resnet(?P<depth>\d+)|(?P<mnv3>mobilenetv3_large))'
-                   r'(?:_(?P<base>se|cbam|eca|fca)|_td(?P<mode>joint|top)_t(?P<t>\d+)_m(?P<m>\d+)(?P<l4>_l4)?)?$')
+for _b in ('vgg16', 'vgg19', 'resnext50', 'resnext101', 'mobilenetv2'):
+    MODELS.register(_b, 'classification')(_plain(_b))
+MODELS.register('r3d_18', 'video')(_plain('r3d_18', 400))  # Kinetics-400's classes by default
 
-TASKS = ('classification', 'video', 'detection', 'pose')
+TDAN_PATTERN = (r'(?:resnet(?P<depth>\d+)|(?P<mnv3>mobilenetv3_large))'
+                r'(?:_(?P<base>se|cbam|eca|fca)|_td(?P<mode>joint|top)_t(?P<t>\d+)_m(?P<m>\d+)(?P<l4>_l4)?)?')
+TDAN_NAMES = (*(f'resnet{d}' for d in _RESNETS), *(f'resnet50_{b}' for b in BASELINES),
+              *(f'resnet{d}_td{mode}_t2_m{m}' for d in (18, 34, 50, 101) for mode in ('joint', 'top')
+                for m in (1, 2, 3) if m <= (3 if _RESNETS[d][0] is Bottleneck else 2)),
+              'resnet101_tdjoint_t2_m1_l4', 'mobilenetv3_large', 'mobilenetv3_large_tdjoint_t2_m1')
 
-def list_models(task: str | None = None) -> list[str]:
-    "The names of the models of the papers' tables (TDAN's and TDAF's), all or those of one `task` (see `TASKS`)."
-    if task is not None and task not in TASKS: raise TdaError(f"task must be one of {', '.join(TASKS)} (or None), not {task!r}.")
-    by_task = {'video': ['r3d_18', 'r3d_18_tdaf_anar5_f3'],
-               'detection': ['fcos_resnet50', 'fcos_resnet50_tdaf_anar3_f4', 'fcos_resnet18', 'fcos_resnet18_tdaf_anar3_f3'],
-               'pose': ['simplepose_resnet50', 'simplepose_resnet50_tdaf_anar3_f3', 'simplepose_resnet50_tdaf_anar5_f3',
-                        'simplepose_resnet18', 'simplepose_resnet18_tdaf_anar3_f3']}
-    if task in by_task: return by_task[task]
-    names = [f'resnet{d}' for d in _RESNETS] + [f'resnet50_{b}' for b in BASELINES]
-    names += [f'resnet{d}_td{mode}_t2_m{m}' for d in (18, 34, 50, 101) for mode in ('joint', 'top')
-              for m in (1, 2, 3) if m <= (3 if _RESNETS[d][0] is Bottleneck else 2)]
-    names += ['resnet101_tdjoint_t2_m1_l4', 'mobilenetv3_large', 'mobilenetv3_large_tdjoint_t2_m1']
-    names += ['vgg16', 'vgg19', 'resnext50', 'resnext101', 'mobilenetv2']
-    names += [f'resnet50_tdaf_anar{k}_f3' for k in ANAR_DEPTHS] + ['resnet50_tdaf_concat_f3', 'resnet101_tdaf_anar3_f3',
-              'resnet152_tdaf_anar3_f3', 'resnext50_tdaf_anar3_f3', 'resnext101_tdaf_anar3_f3', 'vgg16_tdaf_anar5_f3',
-              'vgg19_tdaf_anar5_f3', 'mobilenetv2_tdaf_anar3_f2', 'resnet18_tdaf_anar3_f3']
-    return names if task else names + sum(by_task.values(), [])
-
-def create_model(name: str, num_classes: int | None = None, pretrained: str | None = None, **options) -> nn.Module:
-    "The model called `name` (see `list_models`) with `num_classes` outputs; `pretrained`: our weights trained on that data."
-    if pretrained is not None or name in ('hattnet_ctx', 'hattnet', 'soft', 'hard', 'stn'):
-        from tda.models.pretrained import load_pretrained  # (imports the progressive-attention models)
-        kw = {**options, **({'num_classes': num_classes} if num_classes is not None else {})}
-        return load_pretrained(name, pretrained, **kw) if pretrained is not None else MODELS.create(name, **kw)
-    if name.startswith(('fcos_', 'simplepose_')): return create_task_model(name, num_classes, **options)
-    if num_classes is None: num_classes = 400 if name.startswith('r3d_') else 1000
-    if '_tdaf_' in name: return create_tdaf(name, num_classes, **options)
-    if name in _PLAIN: return _PLAIN[name](num_classes=num_classes, **options)
-    m = _NAME.match(name)
-    if not m or (m['depth'] and int(m['depth']) not in _RESNETS) or (m['mnv3'] and (m['base'] or m['l4'])):
-        raise TdaError(f"unknown model {name!r}; names look like resnet50, resnet50_se, resnet50_tdjoint_t2_m1, "
-                       f"mobilenetv3_large_tdjoint_t2_m1 (tda.list_models() lists the paper's).")
+def tdan_model(name, num_classes: int = 1000, **options) -> nn.Module:
+    "The ResNet or MobileNetV3 of a parsed name (a match of `TDAN_PATTERN`): plain, with a baseline or with TD blocks."
+    m = name
+    if m['depth'] and int(m['depth']) not in _RESNETS:
+        raise TdaError(f"unknown model {m[0]!r}: ResNets have depth {', '.join(map(str, _RESNETS))}.")
+    if m['mnv3'] and (m['base'] or m['l4']):
+        raise TdaError(f"unknown model {m[0]!r}: MobileNetV3 comes plain or with TD blocks "
+                       "(mobilenetv3_large_tdjoint_t2_m1), without baselines or _l4.")
     td = dict(mode=m['mode'], passes=int(m['t']), distance=int(m['m'])) if m['mode'] else None
     if m['mnv3']:
-        return TDMobileNetV3(num_classes, **td, **options) if td else mobilenet_v3_large(num_classes=num_classes, **options)
+        return TDMobileNetV3(num_classes, **td,
+                             **options) if td else mobilenet_v3_large(num_classes=num_classes, **options)
     depth = int(m['depth'])
     if m['base']: return attention_resnet(depth, m['base'], num_classes, **options)
     if not td: return ResNet(*_RESNETS[depth], num_classes=num_classes, **options)
-    if m['l4'] and depth != 101: raise TdaError(f"the layer-4-only variant (_l4) is ResNet-101's; {name} has no such variant.")
+    if m['l4'] and depth != 101:
+        raise TdaError(f"the layer-4-only variant (_l4) is ResNet-101's; {m[0]} has no such variant.")
     blocks = 'layer4' if m['l4'] else options.pop('blocks', 'alternating' if depth == 101 else 'layer3+4')
     return TDResNet(*_RESNETS[depth], num_classes=num_classes, blocks=blocks, **td, **options)
 
-MODELS.register_pattern(_NAME.pattern, create_model, 'resnet50, resnet50_se, resnet50_tdjoint_t2_m1, mobilenetv3_large_tdjoint_t2_m1')
-MODELS.register_pattern(f"(?:{'|'.join(TDAF_BACKBONES)})" + r'_tdaf_(?:anar\d|concat)_f\d+|' + '|'.join(_PLAIN), create_model,
-                        'resnet50_tdaf_anar3_f3, vgg16_tdaf_anar5_f3, r3d_18_tdaf_anar5_f3, resnet50_tdaf_concat_f3, vgg16')
+MODELS.register_pattern(TDAN_PATTERN, tdan_model,
+                        'resnet50, resnet50_se, resnet50_tdjoint_t2_m1, mobilenetv3_large_tdjoint_t2_m1',
+                        task='classification', names=TDAN_NAMES)
+
+# %% ../../nbs/03_models.factory.ipynb #5a83895d
+TASKS = ('classification', 'query', 'attributes', 'video', 'detection', 'pose')
+
+def list_models(task: str | None = None, pattern: str | None = None) -> list[str]:
+    "The models' names (of a family: the papers'), all or those of `task` (see `TASKS`), matching the glob `pattern`."
+    if task is not None and task not in TASKS:
+        raise TdaError(f"task must be one of {', '.join(TASKS)} (or None), not {task!r}.")
+    return MODELS.listed(task, pattern)
+
+def create_model(name: str, num_classes: int | None = None, pretrained: str | None = None, **options) -> nn.Module:
+    "The model called `name` (see `list_models`) with `num_classes` outputs; `pretrained`: our weights for that data."
+    kw = {**options, **({'num_classes': num_classes} if num_classes is not None else {})}
+    return load_pretrained(name, pretrained, **kw) if pretrained is not None else MODELS.create(name, **kw)
 
 # %% ../../nbs/03_models.factory.ipynb #2b9f2b5e
-PAPER_PARAMS = {'resnet50': 25.56, 'resnet50_se': 28.07, 'resnet50_cbam': 28.07, 'resnet50_eca': 25.56, 'resnet50_fca': 28.07,
+PAPER_PARAMS = {'resnet50': 25.56, 'resnet50_se': 28.07, 'resnet50_cbam': 28.07, 'resnet50_eca': 25.56,
+                'resnet50_fca': 28.07,
                 'resnet50_tdjoint_t2_m1': 27.65, 'resnet50_tdtop_t2_m1': 27.06, 'resnet50_tdtop_t2_m3': 27.66,
                 'resnet101_tdjoint_t2_m1': 46.75, 'resnet101_tdjoint_t2_m1_l4': 45.94}
 
-def count_params(model: nn.Module) -> int: return sum(p.numel() for p in model.parameters())
+def count_params(model: nn.Module) -> int:
+    "The number of parameters of `model`."
+    return sum(p.numel() for p in model.parameters())
 
 # %% ../../nbs/03_models.factory.ipynb #f6febda0
 PAPER_GMACS = {'resnet50': 4.12, 'resnet50_se': 4.13, 'resnet50_cbam': 4.14, 'resnet50_eca': 4.13, 'resnet50_fca': 4.13,
@@ -170,7 +172,7 @@ PAPER_TDAF = {  # Pang et al., Tables 2-3: parameters (M) and GFLOPs (MACs)
 
 @torch.no_grad()
 def count_macs(model: nn.Module, size: int = 224, shape: tuple | None = None) -> int:
-    "Multiply-accumulates of one forward pass of `model` on a `size` px RGB image, or one input of `shape` (C, [T,] H, W) (torch's FLOP counter / 2)."
+    "Multiply-accumulates (torch's FLOPs / 2) of a forward pass on a `size` px RGB image or an input of `shape`."
     from torch.utils.flop_counter import FlopCounterMode
     was = model.training
     model.eval()
@@ -189,5 +191,6 @@ def cost_table(names=tuple(PAPER_PARAMS), size: int = 224) -> list[dict]:
     for n in names:
         m = create_model(n)
         pp, pg = paper_cost(n)
-        rows.append({'model': n, 'params_m': count_params(m) / 1e6, 'paper_params_m': pp, 'gmacs': count_macs(m, size) / 1e9, 'paper_gmacs': pg})
+        rows.append({'model': n, 'params_m': count_params(m) / 1e6, 'paper_params_m': pp,
+                     'gmacs': count_macs(m, size) / 1e9, 'paper_gmacs': pg})
     return rows

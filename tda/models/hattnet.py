@@ -41,6 +41,7 @@ class QueryAttention(nn.Module):
         self.score = nn.Conv2d(hidden, 1, 1)
 
     def scores(self, f, query):
+        "The raw attention scores `(B, 1, h, w)`, before the gate."
         return self.score(F.relu(self.conv(f) + self.query(query)[:, :, None, None]))
 
     def forward(self, f, query):
@@ -73,7 +74,8 @@ class HAttNet(nn.Module):
         self.trunk = conv_trunk(in_channels, channels, stages)
         self.attention = nn.ModuleList(
             [QueryAttention(channels, num_queries, kernel_size=context, gate='sigmoid') for _ in range(stages - 1)]
-            + [QueryAttention(channels, num_queries, kernel_size=1, gate='softmax')])  # no context needed in the last layer
+            # no context needed in the last layer
+            + [QueryAttention(channels, num_queries, kernel_size=1, gate='softmax')])
         self.head = AttentionHead(channels, num_classes, dropout, head_norm)
 
     def forward(self, image, query, image_id=None):
@@ -86,12 +88,12 @@ class HAttNet(nn.Module):
             maps.append(a)
         return {'logits': self.head(x.sum((2, 3))), 'attention': maps}  # Eq. 8: sum of the last attended map
 
-@MODELS.register('hattnet_ctx')
+@MODELS.register('hattnet_ctx', task='query')
 def hattnet_ctx(**kw) -> HAttNet:
     "HAttNet-CTX: 3x3 local context in the intermediate attention layers."
     return HAttNet(context=3, **kw)
 
-@MODELS.register('hattnet')
+@MODELS.register('hattnet', task='query')
 def hattnet(**kw) -> HAttNet:
     "HAttNet: every attention layer sees one location (1x1)."
     return HAttNet(context=1, **kw)
@@ -123,11 +125,15 @@ class HardAttentionNet(SoftAttentionNet):
         logits = torch.logsumexp(per_loc + a.flatten(1).clamp_min(1e-12).log()[:, :, None], dim=1)
         return {'logits': logits, 'attention': [a]}
 
-@MODELS.register('soft')
-def soft(**kw) -> SoftAttentionNet: return SoftAttentionNet(**kw)
+@MODELS.register('soft', task='query')
+def soft(**kw) -> SoftAttentionNet:
+    "SOFT: one query-conditioned spatial softmax on the last feature map."
+    return SoftAttentionNet(**kw)
 
-@MODELS.register('hard')
-def hard(**kw) -> HardAttentionNet: return HardAttentionNet(**kw)
+@MODELS.register('hard', task='query')
+def hard(**kw) -> HardAttentionNet:
+    "HARD: attention as a distribution over locations."
+    return HardAttentionNet(**kw)
 
 # %% ../../nbs/03_models.hattnet.ipynb #8da3bde3
 class SpatialTransformerNet(nn.Module):
@@ -165,13 +171,17 @@ def sampled_region(theta, size) -> torch.Tensor:
         q = torch.linalg.solve(A, (p.float() - t[:, None, :]).transpose(1, 2)).transpose(1, 2)  # output coordinates
         return (q.abs().amax(-1) <= 1).to(theta.dtype).view(-1, 1, H, W)
 
-@MODELS.register('stn')
-def stn(**kw) -> SpatialTransformerNet: return SpatialTransformerNet(**kw)
+@MODELS.register('stn', task='query')
+def stn(**kw) -> SpatialTransformerNet:
+    "STN: a query-conditioned affine transform of the input."
+    return SpatialTransformerNet(**kw)
 
 # %% ../../nbs/03_models.hattnet.ipynb #ef553606
 def effective_attention(maps, size, which: str = 'effective') -> torch.Tensor:
-    "One `(B, H, W)` map per sample from a model's attention maps: their product at `size`, or the last one."
-    if which not in ('effective', 'last'): raise TdaError(f"attention map must be 'effective' or 'last', not {which!r}.")
+    "One `(B, H, W)` map per sample from attention maps (a list or a dict): their product at `size`, or the last one."
+    if isinstance(maps, dict): maps = list(maps.values())  # tda.models.outputs: name -> map, input side first
+    if which not in ('effective', 'last'):
+        raise TdaError(f"attention map must be 'effective' or 'last', not {which!r}.")
     maps = maps[-1:] if which == 'last' else maps
     out = None
     for a in maps:

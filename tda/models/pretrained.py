@@ -15,7 +15,6 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..core import MODELS, TdaError, check_writable, write_json
-import tda.models.hattnet  # noqa: F401  (the models the shipped weights belong to)
 
 # %% auto #0
 __all__ = ['WEIGHTS_DIR', 'pretrained_cards', 'list_pretrained', 'load_pretrained', 'interim_results', 'export_pretrained']
@@ -93,7 +92,8 @@ def export_pretrained(run, dataset: str, folder=None, overwrite: bool = False, p
             'recipe': cfg, 'epochs_run': res['epochs_run'], 'best_epoch': res['best_epoch'], 'stopped': res['stopped'],
             'test': {k: test[k] for k in ('n', 'accuracy', 'tps', 'uniform_tps', 'pointing', 'accuracy_per_scale')
                      if k in test},
-            'paper': paper or {}, 'git': info.get('git'), 'versions': info.get('versions'), 'device': info.get('device'),
+            'paper': paper or {}, 'git': info.get('git'), 'versions': info.get('versions'),
+            'device': info.get('device'),
             'mixed_precision': info.get('mixed_precision'), 'wall_seconds': res.get('wall_seconds'),
             'trained': info.get('created'), 'weights_sha256': _weights_hash(t['model'])}
     save_checkpoint(folder/f"{name}.pt", {'content_sha256': card['weights_sha256'], 'card': f"{name}.json"},

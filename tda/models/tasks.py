@@ -21,7 +21,7 @@ from ..core import MODELS, TdaError
 from .tdaf import TDAF, TDAF_BACKBONES, VIDEO_BACKBONES, tdaf_backbone
 
 # %% auto #0
-__all__ = ['TASK_PATTERN', 'TDAFPyramid', 'Detector', 'HeatmapNet', 'simple_pose', 'fcos', 'create_task_model']
+__all__ = ['TASK_PATTERN', 'TASK_NAMES', 'TDAFPyramid', 'Detector', 'HeatmapNet', 'simple_pose', 'fcos', 'task_model']
 
 # %% ../../nbs/03_models.tasks.ipynb #eec4c80d
 class TDAFPyramid(nn.Module):
@@ -60,7 +60,8 @@ class Detector(nn.Module):
         if targets is not None:
             out['losses'] = m.compute_loss(targets, head, anchors, per_level)
             out['loss'] = sum(out['losses'].values())
-        elif self.training: raise TdaError("a Detector in training mode needs its targets: call it with boxes and box_labels.")
+        elif self.training:
+            raise TdaError("a Detector in training mode needs its targets: call it with boxes and box_labels.")
         if not self.training:
             split = {k: list(v.split(per_level, dim=1)) for k, v in head.items()}
             dets = m.postprocess_detections(split, [list(a.split(per_level)) for a in anchors], images.image_sizes)
@@ -71,7 +72,8 @@ class Detector(nn.Module):
             out['det_labels'] = torch.full((B, self.k), -1, dtype=torch.long, device=image.device)
             for i, d in enumerate(dets):
                 n = len(d['scores'])
-                out['det_boxes'][i, :n], out['det_scores'][i, :n], out['det_labels'][i, :n] = d['boxes'], d['scores'], d['labels']
+                out['det_boxes'][i, :n], out['det_scores'][i, :n] = d['boxes'], d['scores']
+                out['det_labels'][i, :n] = d['labels']
         return out
 
 # %% ../../nbs/03_models.tasks.ipynb #a80d257b
@@ -86,7 +88,8 @@ def _deconvs(cin, width=256, n=3):
 
 def _heat_head(width, joints):
     head = nn.Conv2d(width, joints, 1)
-    nn.init.normal_(head.weight, std=0.001); nn.init.zeros_(head.bias)
+    nn.init.normal_(head.weight, std=0.001)
+    nn.init.zeros_(head.bias)
     return head
 
 class HeatmapNet(nn.Module):
@@ -102,7 +105,8 @@ def _trunk(backbone):
     stem, stages, _, chans = tdaf_backbone(backbone)
     return stem, stages, chans
 
-def simple_pose(backbone: str = 'resnet50', num_classes: int = 17, flows: int = 0, anar: int = 3, **tdaf_args) -> HeatmapNet:
+def simple_pose(backbone: str = 'resnet50', num_classes: int = 17, flows: int = 0, anar: int = 3,
+                **tdaf_args) -> HeatmapNet:
     "SimplePose on `backbone` with `num_classes` heat-maps; with `flows` > 0, its deconvolutions as TDAF flows."
     stem, stages, chans = _trunk(backbone)
     deconvs, head = _deconvs(chans[-1]), _heat_head(256, num_classes)
@@ -123,13 +127,17 @@ def fcos(backbone: str = 'resnet50', num_classes: int = 91, flows: int = 0, anar
     return Detector(body, num_classes, image_size=image_size, **detector_args)
 
 # %% ../../nbs/03_models.tasks.ipynb #c4779192
-TASK_PATTERN = r'(?P<task>fcos|simplepose)_(?P<bb>resnet\d+|resnext\d+)(?:_tdaf_anar(?P<k>\d)_f(?P<n>\d+))?'
+TASK_PATTERN = r'(?P<task>fcos|simplepose)_(?P<bb>[a-z0-9]+)(?:_tdaf_anar(?P<k>\d)_f(?P<n>\d+))?'
+TASK_NAMES = ('fcos_resnet50', 'fcos_resnet50_tdaf_anar3_f4', 'fcos_resnet18', 'fcos_resnet18_tdaf_anar3_f3',
+              'simplepose_resnet50', 'simplepose_resnet50_tdaf_anar3_f3', 'simplepose_resnet50_tdaf_anar5_f3',
+              'simplepose_resnet18', 'simplepose_resnet18_tdaf_anar3_f3')
 
-def create_task_model(name: str, num_classes: int | None = None, **options) -> nn.Module:
-    "The detector or pose model called `name` (see above); `num_classes`: FCOS's classes or the pose model's keypoints."
-    m = re.fullmatch(TASK_PATTERN, name)
-    if not m: raise TdaError(f"unknown model {name!r}; detection and pose models take a ResNet or ResNeXt backbone: names look "
-                             f"like fcos_resnet50, fcos_resnet50_tdaf_anar3_f4, simplepose_resnet50_tdaf_anar5_f3.")
+def task_model(name, num_classes: int | None = None, **options) -> nn.Module:
+    "The detector or pose model of a parsed name (a match of `TASK_PATTERN`); `num_classes`: classes or keypoints."
+    m = name
+    if not m['bb'].startswith(('resnet', 'resnext')) or m['bb'] not in TDAF_BACKBONES:
+        raise TdaError(f"unknown model {m[0]!r}: detection and pose models take a ResNet or ResNeXt backbone "
+                       f"({', '.join(b for b in TDAF_BACKBONES if b.startswith('res'))}), not {m['bb']!r}.")
     kw = dict(flows=int(m['n']), anar=int(m['k'])) if m['n'] else {}
     if num_classes is not None: kw['num_classes'] = num_classes
     if m['task'] == 'fcos':
@@ -137,4 +145,5 @@ def create_task_model(name: str, num_classes: int | None = None, **options) -> n
         return fcos(m['bb'], **kw, tdaf_args=tdaf_args, **options)
     return simple_pose(m['bb'], **kw, **options)
 
-MODELS.register_pattern(TASK_PATTERN, create_task_model, 'fcos_resnet50_tdaf_anar3_f4, simplepose_resnet50_tdaf_anar5_f3')
+MODELS.register_pattern(TASK_PATTERN, task_model, 'fcos_resnet50_tdaf_anar3_f4, simplepose_resnet50_tdaf_anar5_f3',
+                        task=lambda m: 'detection' if m['task'] == 'fcos' else 'pose', names=TASK_NAMES)

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core import TdaError
+from ..core import MODELS, TdaError
 
 # %% auto #0
-__all__ = ['ANAR_DEPTHS', 'TDAF_BACKBONES', 'VIDEO_BACKBONES', 'MultiFlowBatchNorm', 'to_multi_flow', 'set_flow', 'ANAR', 'TDAF',
-           'ConcatHead', 'tdaf_backbone', 'create_tdaf']
+__all__ = ['ANAR_DEPTHS', 'TDAF_BACKBONES', 'VIDEO_BACKBONES', 'TDAF_PATTERN', 'TDAF_NAMES', 'MultiFlowBatchNorm',
+           'to_multi_flow', 'set_flow', 'ANAR', 'TDAF', 'ConcatHead', 'tdaf_backbone', 'tdaf_model']
 
 # %% ../../nbs/03_models.tdaf.ipynb #cb9a3edf
 class MultiFlowBatchNorm(nn.Module):
@@ -34,27 +34,37 @@ class MultiFlowBatchNorm(nn.Module):
         "A Multi-Flow BatchNorm with `bn`'s settings, affine and running statistics (copied to every flow)."
         m = cls(bn.num_features, flows, bn.eps, bn.momentum if bn.momentum is not None else 0.1, bn.affine)
         with torch.no_grad():
-            if bn.affine: m.weight.copy_(bn.weight); m.bias.copy_(bn.bias)
-            if bn.running_mean is not None: m.running_mean.copy_(bn.running_mean.expand_as(m.running_mean)); m.running_var.copy_(bn.running_var.expand_as(m.running_var))
+            if bn.affine:
+                m.weight.copy_(bn.weight)
+                m.bias.copy_(bn.bias)
+            if bn.running_mean is not None:
+                m.running_mean.copy_(bn.running_mean.expand_as(m.running_mean))
+                m.running_var.copy_(bn.running_var.expand_as(m.running_var))
         return m
 
     def forward(self, x):
         k = self.flow
         if self.training: self.num_batches_tracked[k] += 1
-        return F.batch_norm(x, self.running_mean[k], self.running_var[k], self.weight, self.bias, self.training, self.momentum, self.eps)
+        return F.batch_norm(x, self.running_mean[k], self.running_var[k], self.weight, self.bias, self.training,
+                            self.momentum, self.eps)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name in ('running_mean', 'running_var', 'num_batches_tracked'):  # a plain BN's statistics: every flow starts from them
+        # a plain BN's statistics: every flow starts from them
+        for name in ('running_mean', 'running_var', 'num_batches_tracked'):
             v = state_dict.get(prefix + name)
-            if v is not None and v.dim() == getattr(self, name).dim() - 1: state_dict[prefix + name] = v.expand_as(getattr(self, name)).clone()
+            if v is not None and v.dim() == getattr(self, name).dim() - 1:
+                state_dict[prefix + name] = v.expand_as(getattr(self, name)).clone()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def extra_repr(self): return f"{self.num_features}, flows={self.flows}, eps={self.eps}, momentum={self.momentum}"
+    def extra_repr(self):
+        "The module's settings, as in `print(model)`."
+        return f"{self.num_features}, flows={self.flows}, eps={self.eps}, momentum={self.momentum}"
 
 def to_multi_flow(module: nn.Module, flows: int) -> nn.Module:
     "Replace every BatchNorm (1d, 2d, 3d) inside `module` by a `MultiFlowBatchNorm` of `flows` flows, in place."
     for name, child in module.named_children():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm): setattr(module, name, MultiFlowBatchNorm.from_bn(child, flows))
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, MultiFlowBatchNorm.from_bn(child, flows))
         else: to_multi_flow(child, flows)
     return module
 
@@ -66,7 +76,8 @@ def set_flow(module: nn.Module, flow: int):
 # %% ../../nbs/03_models.tdaf.ipynb #56a27538
 ANAR_DEPTHS = (2, 3, 5, 7)
 
-_LAYERS = {2: (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, 'bilinear'), 3: (nn.Conv3d, nn.ConvTranspose3d, nn.BatchNorm3d, 'trilinear')}
+_LAYERS = {2: (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, 'bilinear'),
+           3: (nn.Conv3d, nn.ConvTranspose3d, nn.BatchNorm3d, 'trilinear')}
 
 def _cnr(cin, cout, k=1, stride=1, depthwise=False, dims=2):
     "conv + BN + ReLU (a 3x3 depthwise-separable pair when `depthwise`), 2D or 3D."
@@ -92,7 +103,8 @@ class ANAR(nn.Module):
         up = lambda *a: _up(*a, dims=dims)
         if depth in (2, 3):
             self.down = nn.ModuleList([cnr(c, w(8))])
-            self.up = nn.ModuleList([nn.Upsample(scale_factor=2, mode=self.mode, align_corners=False) if depth == 2 else up(w(8), w(32))])
+            self.up = nn.ModuleList([nn.Upsample(scale_factor=2, mode=self.mode, align_corners=False) if depth == 2
+                                     else up(w(8), w(32))])
             self.skip = nn.ModuleList([None])
             last = w(8) if depth == 2 else w(32)
         elif depth == 5:
@@ -101,7 +113,8 @@ class ANAR(nn.Module):
             self.skip = nn.ModuleList([cnr(w(4), w(16)), None])     # R: first down output -> first up output
             last = w(32)
         else:
-            self.down = nn.ModuleList([cnr(c, w(4)), cnr(w(4), w(8), 3, 2, depthwise), cnr(w(8), w(8), 3, 2, depthwise)])
+            self.down = nn.ModuleList([cnr(c, w(4)), cnr(w(4), w(8), 3, 2, depthwise),
+                                       cnr(w(8), w(8), 3, 2, depthwise)])
             self.up = nn.ModuleList([up(w(8), w(16)), up(w(16), w(16)), up(w(16), w(32))])
             self.skip = nn.ModuleList([cnr(w(8), w(16)), cnr(w(4), w(16)), None])  # R/2 and R
             last = w(32)
@@ -112,13 +125,15 @@ class ANAR(nn.Module):
         "The attention map (B, 1, *size) for next-flow features of spatial (or space-time) size `size`."
         downs = []
         for d in self.down:
-            x = d(x); downs.append(x)
+            x = d(x)
+            downs.append(x)
         skips = downs[-2::-1]  # the down outputs at the resolutions the up path passes through, deepest first
         for k, (u, sc) in enumerate(zip(self.up, self.skip)):
             x = u(x)
             if sc is not None:
                 s = skips[k]
-                x = x + sc(s if s.shape[2:] == x.shape[2:] else F.interpolate(s, size=x.shape[2:], mode=self.mode, align_corners=False))
+                x = x + sc(s if s.shape[2:] == x.shape[2:]
+                           else F.interpolate(s, size=x.shape[2:], mode=self.mode, align_corners=False))
         a = torch.sigmoid(self.out(x))
         if a.shape[2:] != tuple(size): a = F.interpolate(a, size=tuple(size), mode=self.mode, align_corners=False)
         return self.tap(a)
@@ -126,22 +141,26 @@ class ANAR(nn.Module):
 # %% ../../nbs/03_models.tdaf.ipynb #b3d6b517
 class TDAF(nn.Module):
     "R2DNS flows over a backbone's `stem`, `stages` and `head` with ANAR attention between flows."
-    def __init__(self, stem: nn.Module, stages, head: nn.Module, channels, flows: int = 3, anar: int = 3, eta: float = 0.5,
+    def __init__(self, stem: nn.Module, stages, head: nn.Module, channels, flows: int = 3,
+                 anar: int = 3, eta: float = 0.5,
                  symmetric: bool = False, attention: bool = True, depthwise: bool = False, order: str = 'stage',
                  concat_head: nn.Module | None = None, dims: int = 2):
         super().__init__()
         stages, channels = list(stages), list(channels)
         L = len(stages)
-        if not 1 <= flows <= L: raise TdaError(f"flows must be 1 to the number of stages ({L}), not {flows} (Eq. 1: N <= L).")
+        if not 1 <= flows <= L:
+            raise TdaError(f"flows must be 1 to the number of stages ({L}), not {flows} (Eq. 1: N <= L).")
         if order not in ('stage', 'flow'): raise TdaError(f"order must be 'stage' or 'flow', not {order!r}.")
-        if not attention and concat_head is None: raise TdaError("attention=False (the multi-scale ablation) needs a concat_head.")
+        if not attention and concat_head is None:
+            raise TdaError("attention=False (the multi-scale ablation) needs a concat_head.")
         self.stem, self.stages = stem, nn.ModuleList(stages)
         self.head = head if attention else None   # the ablation classifies from every flow (concat_head)
         self.flows, self.eta, self.symmetric, self.attention, self.order = flows, eta, symmetric, attention, order
         self.depth = [L if symmetric else L - (flows - n) for n in range(1, flows + 1)]   # stages of flow n (Eq. 1)
         # stage l (from 0) has attention when at least two flows reach it
         self.dims = dims
-        self.anars = nn.ModuleList(ANAR(channels[l], anar, depthwise, dims) if attention and sum(d > l for d in self.depth) > 1 else None
+        self.anars = nn.ModuleList(ANAR(channels[l], anar, depthwise, dims) if attention
+                                   and sum(d > l for d in self.depth) > 1 else None
                                    for l in range(L))
         self.concat_head = concat_head
         to_multi_flow(self, flows)
@@ -152,7 +171,8 @@ class TDAF(nn.Module):
             raise TdaError(f"this TDAF takes {'(B, C, H, W) images' if self.dims == 2 else '(B, C, T, H, W) clips'}, "
                            f"not a tensor of shape {tuple(x.shape)}.")
         xs, mode = [x], _LAYERS[self.dims][3]
-        for _ in range(self.flows - 1): xs.insert(0, F.interpolate(xs[0], scale_factor=0.5, mode=mode, align_corners=False))
+        for _ in range(self.flows - 1):
+            xs.insert(0, F.interpolate(xs[0], scale_factor=0.5, mode=mode, align_corners=False))
         return xs
 
     def _attend(self, l, prev, cur, n, maps):
@@ -167,7 +187,8 @@ class TDAF(nn.Module):
         maps = {} if maps is None else maps
         hs = []
         for n, xn in enumerate(self.inputs(x)):
-            set_flow(self.stem, n); hs.append(self.stem(xn))
+            set_flow(self.stem, n)
+            hs.append(self.stem(xn))
         if self.order == 'flow':
             outs = []
             for n in range(self.flows):
@@ -175,7 +196,8 @@ class TDAF(nn.Module):
                 for l in range(self.depth[n]):
                     set_flow(self.stages[l], n)
                     h = self.stages[l](mine[-1])
-                    if n and self.anars[l] is not None and self.depth[n - 1] > l: h = self._attend(l, outs[n - 1][l + 1], h, n, maps)
+                    if n and self.anars[l] is not None and self.depth[n - 1] > l:
+                        h = self._attend(l, outs[n - 1][l + 1], h, n, maps)
                     mine.append(h)
                 outs.append(mine)
             return outs
@@ -211,7 +233,8 @@ class ConcatHead(nn.Module):
         self.fc = nn.Linear(sum(channels), num_classes)
     def forward(self, feats): return self.fc(torch.cat([f.flatten(2).mean(2) for f in feats], 1))
 
-TDAF_BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50', 'resnext101', 'vgg16', 'vgg19',
+TDAF_BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50',
+                  'resnext101', 'vgg16', 'vgg19',
                   'mobilenetv2', 'r3d_18')
 VIDEO_BACKBONES = ('r3d_18',)
 
@@ -226,7 +249,8 @@ def tdaf_backbone(name: str, num_classes: int = 1000):
     m = ctor(num_classes=num_classes)
     if name in VIDEO_BACKBONES:
         stages = [m.layer1, m.layer2, m.layer3, m.layer4]
-        return m.stem, stages, nn.Sequential(m.avgpool, nn.Flatten(1), m.fc), [s[-1].conv2[0].out_channels for s in stages]
+        return m.stem, stages, nn.Sequential(m.avgpool, nn.Flatten(1),
+                                             m.fc), [s[-1].conv2[0].out_channels for s in stages]
     if name.startswith(('resnet', 'resnext')):
         stages = [m.layer1, m.layer2, m.layer3, m.layer4]
         return (nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool), stages, nn.Sequential(m.avgpool, nn.Flatten(1), m.fc),
@@ -235,7 +259,9 @@ def tdaf_backbone(name: str, num_classes: int = 1000):
         stages, cur = [], []
         for layer in m.features:
             cur.append(layer)
-            if isinstance(layer, nn.MaxPool2d): stages.append(nn.Sequential(*cur)); cur = []
+            if isinstance(layer, nn.MaxPool2d):
+                stages.append(nn.Sequential(*cur))
+                cur = []
         chans = [[l for l in s if isinstance(l, nn.Conv2d)][-1].out_channels for s in stages]
         return nn.Identity(), stages, nn.Sequential(m.avgpool, nn.Flatten(1), m.classifier), chans
     f = m.features
@@ -243,16 +269,24 @@ def tdaf_backbone(name: str, num_classes: int = 1000):
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), m.classifier)
     return f[0], stages, head, [24, 32, 96, 1280]
 
-def create_tdaf(name: str, num_classes: int = 1000, **options) -> TDAF:
-    "`{backbone}_tdaf_anar{K}_f{N}` or `{backbone}_tdaf_concat_f{N}`; options go to `TDAF` (eta, symmetric, order)."
-    import re
-    m = re.fullmatch(r'(?P<bb>[a-z0-9_]+?)_tdaf_(?:anar(?P<k>\d)|(?P<concat>concat))_f(?P<n>\d+)', name)
-    if not m: raise TdaError(f"unknown TDAF model {name!r}; names look like resnet50_tdaf_anar3_f3 or resnet50_tdaf_concat_f3.")
-    stem, stages, head, chans = tdaf_backbone(m['bb'], num_classes)
-    flows = int(m['n'])
-    if m['bb'] in VIDEO_BACKBONES: options.setdefault('dims', 3)
-    if m['concat']:
+TDAF_PATTERN = r'(?P<bb>[a-z0-9]+(?:_\d+)?)_tdaf_(?:anar(?P<k>\d)|(?P<concat>concat))_f(?P<n>\d+)'
+TDAF_NAMES = (*(f'resnet50_tdaf_anar{k}_f3' for k in ANAR_DEPTHS), 'resnet50_tdaf_concat_f3', 'resnet101_tdaf_anar3_f3',
+              'resnet152_tdaf_anar3_f3', 'resnext50_tdaf_anar3_f3', 'resnext101_tdaf_anar3_f3', 'vgg16_tdaf_anar5_f3',
+              'vgg19_tdaf_anar5_f3', 'mobilenetv2_tdaf_anar3_f2', 'resnet18_tdaf_anar3_f3', 'r3d_18_tdaf_anar5_f3')
+
+def tdaf_model(name, num_classes: int | None = None, **options) -> TDAF:
+    "The TDAF model of a parsed name (a match of `TDAF_PATTERN`); options go to `TDAF` (eta, symmetric, order)."
+    bb, flows = name['bb'], int(name['n'])
+    if num_classes is None: num_classes = 400 if bb in VIDEO_BACKBONES else 1000  # Kinetics-400 or ImageNet
+    stem, stages, head, chans = tdaf_backbone(bb, num_classes)
+    if bb in VIDEO_BACKBONES: options.setdefault('dims', 3)
+    if name['concat']:
         symmetric = options.get('symmetric', False)
         ends = [len(stages) - 1 if symmetric else len(stages) - 1 - (flows - n) for n in range(1, flows + 1)]
-        return TDAF(stem, stages, head, chans, flows=flows, attention=False, concat_head=ConcatHead([chans[e] for e in ends], num_classes), **options)
-    return TDAF(stem, stages, head, chans, flows=flows, anar=int(m['k']), depthwise=m['bb'] == 'mobilenetv2', **options)
+        concat = ConcatHead([chans[e] for e in ends], num_classes)
+        return TDAF(stem, stages, head, chans, flows=flows, attention=False, concat_head=concat, **options)
+    return TDAF(stem, stages, head, chans, flows=flows, anar=int(name['k']), depthwise=bb == 'mobilenetv2', **options)
+
+MODELS.register_pattern(TDAF_PATTERN, tdaf_model,
+                        'resnet50_tdaf_anar3_f3, resnet50_tdaf_concat_f3, r3d_18_tdaf_anar5_f3',
+                        task=lambda m: 'video' if m['bb'] in VIDEO_BACKBONES else 'classification', names=TDAF_NAMES)

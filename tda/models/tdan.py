@@ -37,7 +37,8 @@ class TDAttention(nn.Module):
     def searchlight(self, bottom, top):
         "The raw (pre-sigmoid) searchlight S, shape (B, C0, 1, 1)."
         z = self.act(self.top_fc(top.mean((2, 3), keepdim=True)))
-        if self.bottom_fc is not None: z = torch.cat([z, self.act(self.bottom_fc(bottom.mean((2, 3), keepdim=True)))], 1)
+        if self.bottom_fc is not None:
+            z = torch.cat([z, self.act(self.bottom_fc(bottom.mean((2, 3), keepdim=True)))], 1)
         return self.searchlight_fc(z)
 
     def forward(self, bottom, top):
@@ -54,13 +55,15 @@ class TDPasses(nn.Module):
     "Shared machinery of the TD blocks: stages run for several passes with top-down attention between them."
     def _setup(self, stages, mode, passes, distance, rd_ratio, bottom_channels):
         n = len(stages)
-        if not isinstance(passes, int) or passes < 1: raise TdaError(f"passes (T) must be a whole number >= 1, not {passes!r}.")
+        if not isinstance(passes, int) or passes < 1:
+            raise TdaError(f"passes (T) must be a whole number >= 1, not {passes!r}.")
         if not 0 <= distance <= n:
             raise TdaError(f"feedback distance m={distance} does not fit a block of {n} convolutions; use 0 to {n}.")
         self.mode, self.passes, self.distance = mode, passes, distance
         top_channels = stages[-1][1].num_features
         self.td = TDAttention(bottom_channels, top_channels, mode, rd_ratio) if passes > 1 else None
-        self.pass_bns = nn.ModuleList(nn.ModuleList(_fresh_bn(bn) for _, bn, _ in stages[n - distance:]) for _ in range(passes - 1))
+        self.pass_bns = nn.ModuleList(nn.ModuleList(_fresh_bn(bn) for _, bn, _ in stages[n - distance:])
+                                      for _ in range(passes - 1))
         self.taps = nn.ModuleList(nn.Identity() for _ in range(passes))
 
     def _passes(self, x, stages, finish):
@@ -105,20 +108,23 @@ def adopt_resnet_block(module: nn.Module, block: BasicBlock | Bottleneck):
     module.relu, module.downsample, module.stride = block.relu, block.downsample, block.stride
 
 class TDResNetBlock(TDPasses):
-    "A torchvision `BasicBlock` or `Bottleneck` run for `passes` passes with top-down attention from `distance` convolutions below its top."
+    "A torchvision `BasicBlock` or `Bottleneck` run for `passes` passes, TD attention from `distance` convs below."
     def __init__(self, block: BasicBlock | Bottleneck, mode: str = 'joint', passes: int = 2, distance: int = 1,
                  rd_ratio: float = 1/16, zero_init_residual: bool = False):
         super().__init__()
         adopt_resnet_block(self, block)
         stages = self.stages()
         first = self.n - distance
-        bottom = stages[-1][1].num_features if distance == 0 else (block.conv1.in_channels if first == 0 else stages[first - 1][1].num_features)
+        bottom = stages[-1][1].num_features if distance == 0 else (block.conv1.in_channels if first == 0
+                                                                   else stages[first - 1][1].num_features)
         self._setup(stages, mode, passes, distance, rd_ratio, bottom)
         if zero_init_residual:  # the BN that feeds the residual add is the last pass's
             nn.init.zeros_((self.pass_bns[-1][-1] if passes > 1 and distance else stages[-1][1]).weight)
 
     def stages(self):
-        return [(getattr(self, f'conv{k}'), getattr(self, f'bn{k}'), self.relu if k < self.n else None) for k in range(1, self.n + 1)]
+        "The block's (conv, bn, activation or None) triples."
+        return [(getattr(self, f'conv{k}'), getattr(self, f'bn{k}'), self.relu if k < self.n else None)
+                for k in range(1, self.n + 1)]
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -126,18 +132,24 @@ class TDResNetBlock(TDPasses):
 
 class TDInvertedResidual(TDPasses):
     "A torchvision MobileNetV3 `InvertedResidual` with TD attention in place of its squeeze-excitation layer."
-    def __init__(self, block: InvertedResidual, mode: str = 'joint', passes: int = 2, distance: int = 1, rd_ratio: float = 1/16):
+    def __init__(self, block: InvertedResidual, mode: str = 'joint', passes: int = 2, distance: int = 1,
+                 rd_ratio: float = 1/16):
         super().__init__()
         layers = list(block.block)
-        if len(layers) != 4: raise TdaError("TD replaces the squeeze-excitation layer of an InvertedResidual with expand, depthwise, SE and project layers.")
-        self.block = nn.Sequential(OrderedDict(zip(['0', '1', '3'], [layers[0], layers[1], layers[3]])))  # torchvision's names, SE (2) gone
+        if len(layers) != 4:
+            raise TdaError("TD replaces the squeeze-excitation layer of an InvertedResidual with expand, depthwise, "
+                           "SE and project layers.")
+        # torchvision's names, SE (2) gone
+        self.block = nn.Sequential(OrderedDict(zip(['0', '1', '3'], [layers[0], layers[1], layers[3]])))
         self.use_res_connect, self.out_channels = block.use_res_connect, block.out_channels
         stages = self.stages()
         first = 3 - distance
-        bottom = stages[-1][1].num_features if distance == 0 else (layers[0][0].in_channels if first == 0 else stages[first - 1][1].num_features)
+        bottom = stages[-1][1].num_features if distance == 0 else (layers[0][0].in_channels if first == 0
+                                                                   else stages[first - 1][1].num_features)
         self._setup(stages, mode, passes, distance, rd_ratio, bottom)
 
     def stages(self):
+        "The block's (conv, bn, activation or None) triples."
         return [(m[0], m[1], m[2] if len(m) > 2 else None) for m in self.block]
 
     def forward(self, x):
@@ -145,7 +157,8 @@ class TDInvertedResidual(TDPasses):
 
 # %% ../../nbs/03_models.tdan.ipynb #2e48a8f5
 ALTERNATING_R101 = {'layer3': [0, 1, 2, 8, 13, 18, 22], 'layer4': 'all'}
-PLACEMENTS = {'layer3+4': {'layer3': 'all', 'layer4': 'all'}, 'layer4': {'layer4': 'all'}, 'alternating': ALTERNATING_R101}
+PLACEMENTS = {'layer3+4': {'layer3': 'all', 'layer4': 'all'}, 'layer4': {'layer4': 'all'},
+              'alternating': ALTERNATING_R101}
 
 class _OverT:
     "`forward(x, output_over_t=True)`: the logits of every pass of the last TD block."
@@ -166,7 +179,8 @@ class TDResNet(_OverT, ResNet):
         super().__init__(block, layers, num_classes=num_classes, zero_init_residual=zero_init_residual, **kw)
         where = PLACEMENTS.get(blocks, blocks) if isinstance(blocks, str) else blocks
         if not isinstance(where, dict) or set(where) - {'layer1', 'layer2', 'layer3', 'layer4'}:
-            raise TdaError(f"blocks must be one of {sorted(PLACEMENTS)} or a mapping like {{'layer3': [0, 2], 'layer4': 'all'}}, not {blocks!r}.")
+            raise TdaError(f"blocks must be one of {sorted(PLACEMENTS)} or a mapping like {{'layer3': [0, 2], "
+                           f"'layer4': 'all'}}, not {blocks!r}.")
         for name, idx in where.items():
             layer = getattr(self, name)
             idx = range(len(layer)) if idx == 'all' else idx
@@ -174,18 +188,22 @@ class TDResNet(_OverT, ResNet):
             if bad: raise TdaError(f"{name} has blocks 0 to {len(layer) - 1}; there are no blocks {bad}.")
             for i in idx: layer[i] = TDResNetBlock(layer[i], mode, passes, distance, rd_ratio, zero_init_residual)
 
-    def head(self, f): return self.fc(torch.flatten(self.avgpool(f), 1))
+    def head(self, f):
+        "Logits from the last stage's features."
+        return self.fc(torch.flatten(self.avgpool(f), 1))
 
 class TDMobileNetV3(_OverT, MobileNetV3):
     "torchvision's MobileNetV3-large with TD in place of squeeze-excitation in its last `n_blocks` blocks."
     def __init__(self, num_classes=1000, mode='joint', passes=2, distance=1, n_blocks=3, rd_ratio=1/16, **kw):
         setting, last_channel = _mobilenet_v3_conf('mobilenet_v3_large')
         super().__init__(setting, last_channel, num_classes=num_classes, **kw)
-        self.n_blocks = len(setting)  # features[0] is the stem, features[1..n] the inverted residuals, then the last conv
+        # features[0] is the stem, features[1..n] the inverted residuals, then the last conv
+        self.n_blocks = len(setting)
         if not 0 <= n_blocks <= self.n_blocks: raise TdaError(f"n_blocks must be 0 to {self.n_blocks}, not {n_blocks}.")
         for i in range(self.n_blocks + 1 - n_blocks, self.n_blocks + 1):
             self.features[i] = TDInvertedResidual(self.features[i], mode, passes, distance, rd_ratio)
 
     def head(self, f):
+        "Logits from the last block's features."
         for m in self.features[self.n_blocks + 1:]: f = m(f)  # the layers after the last block
         return self.classifier(torch.flatten(self.avgpool(f), 1))

@@ -132,17 +132,17 @@ class VGG16HardAttention(VGG16Attention):
         return {'logits': logits, 'attention': maps, 'location_logits': z, 'log_attention': log_a[..., 0]}
 
 # %% ../../nbs/03_models.vg.ipynb #64875a2f
-@MODELS.register('vgg16_hattnet_ctx')
+@MODELS.register('vgg16_hattnet_ctx', task='attributes')
 def vgg16_hattnet_ctx(**kw) -> VGG16Attention:
     "HAttNet-CTX on VGG-16: 3x3-context sigmoid attention after pool3 and pool4, a spatial softmax after pool5."
     return VGG16Attention(**{'attend': (3, 4, 5), 'context': 3, **kw})
 
-@MODELS.register('vgg16_soft')
+@MODELS.register('vgg16_soft', task='attributes')
 def vgg16_soft(**kw) -> VGG16Attention:
     "SOFT on VGG-16: one query-conditioned spatial softmax after pool5."
     return VGG16Attention(**{'attend': (5,), **kw})
 
-@MODELS.register('vgg16_hard')
+@MODELS.register('vgg16_hard', task='attributes')
 def vgg16_hard(**kw) -> VGG16HardAttention:
     "HARD on VGG-16: the pool5 attention as a distribution over locations."
     return VGG16HardAttention(**{'attend': (5,), **kw})
