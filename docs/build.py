@@ -165,7 +165,7 @@ def notebook_markdown(nb: Path, executed: Path | None, pages: dict[Path, str], s
         if cell.cell_type == 'markdown':
             out.append(rewrite_links(cell.source, nb, pages, page)); continue
         if cell.cell_type != 'code' or not src or 'hide' in d or 'exporti' in d or 'default_exp' in d: continue
-        if 'nbdev_export' in src or 'papermill' in cell.get('metadata', {}).get('tags', []): continue
+        if 'nbdev_export' in src or 'injected-parameters' in cell.get('metadata', {}).get('tags', []): continue
         if module and ('export' in d or 'exports' in d):
             for n in public_names(src, names): out.append(f"::: {module}.{n}")
             if 'exports' not in d: continue
