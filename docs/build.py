@@ -191,6 +191,13 @@ def plain_markdown(md: str) -> str:
 
 
 # ---------------------------------------------------------------- MkDocs
+NOTEBOOK_CSS = """/* outputs of notebook cells: pandas tables */
+.nb-output { overflow-x: auto; margin: 0 0 1em; }
+.nb-output table { border-collapse: collapse; font-size: .7rem; }
+.nb-output th, .nb-output td { border: 1px solid var(--md-default-fg-color--lightest); padding: .2em .6em; text-align: right; }
+.nb-output thead th { background: var(--md-code-bg-color); }
+"""
+
 def config(src_dir: Path, site: Path, nav: list) -> dict:
     "The MkDocs configuration: Material theme, search, mkdocstrings on the generated package, strict links."
     from nbdev.config import get_config
@@ -209,6 +216,7 @@ def config(src_dir: Path, site: Path, nav: list) -> dict:
                         'show_if_no_docstring': True}}}}}],
         'markdown_extensions': ['tables', 'admonition', 'attr_list', 'md_in_html', 'toc',
                                 {'pymdownx.highlight': {'use_pygments': True}}, 'pymdownx.superfences'],
+        'extra_css': ['assets/notebook.css'],
         'validation': {'omitted_files': 'warn', 'absolute_links': 'warn', 'unrecognized_links': 'warn',
                        'anchors': 'warn', 'not_found': 'warn'},
     }
@@ -277,6 +285,8 @@ def build(out: Path = REPO/'_site', tiny: bool = False, work: Path = REPO/'_docs
         for nb in groups['modules']:
             (src_dir/pages[nb.resolve()]).write_text(notebook_markdown(nb, None, pages, src_dir))
     finally: shutil.rmtree(scratch, ignore_errors=True)
+    (src_dir/'assets').mkdir(exist_ok=True)
+    (src_dir/'assets'/'notebook.css').write_text(NOTEBOOK_CSS)
     nav = [{'Home': 'index.md'}]
     if groups['tutorials']: nav.append({'Tutorials': [{title_of(nb): pages[nb.resolve()]} for nb in groups['tutorials']]})
     nav.append({'API': [{title_of(nb): pages[nb.resolve()]} for nb in groups['modules']]})
