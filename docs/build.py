@@ -138,6 +138,8 @@ def render_output(o, page: str, files: list, src_dir: Path) -> str:
     if o.output_type == 'error':
         raise BuildError(f"{page}: an executed cell holds an error: {o.ename}: {o.evalue}")
     data = o.get('data', {})
+    if 'application/vnd.jupyter.widget-view+json' in data:
+        return '*An interactive widget is shown here when the notebook runs in JupyterLab.*'
     if 'text/markdown' in data: return data['text/markdown']
     if 'image/png' in data:
         stem = Path(page).with_suffix('')
