@@ -101,15 +101,25 @@ def directives(src: str) -> tuple[dict[str, str], str]:
     return d, '\n'.join(lines).strip('\n')
 
 
-def public_names(src: str, module_all: set[str]) -> list[str]:
-    "The public names an exported cell defines, in order (those in the module's `__all__`)."
+def public_names(src: str, module_all: set[str] | None) -> list[str]:
+    "The public names an exported cell defines, in order (those in the module's `__all__`; all with None)."
     names = []
     for node in ast.parse(src).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): names.append(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names += [t.id for t in targets if isinstance(t, ast.Name)]
-    return [n for n in dict.fromkeys(names) if n in module_all]
+    return [n for n in dict.fromkeys(names) if module_all is None or n in module_all]
+
+
+def nbdev_anchors(module: str) -> dict[str, list[str]]:
+    "The anchors nbdev's index (`tda/_modidx.py`) links on the page of `module`, by the top-level name they belong to."
+    text = (REPO/'tda'/'_modidx.py').read_text()
+    syms = ast.literal_eval(text[text.index('{'):])['syms'].get(module, {})
+    res = {}
+    for sym, (link, _) in syms.items():
+        res.setdefault(sym[len(module) + 1:].split('.')[0], []).append(link.partition('#')[2])
+    return res
 
 
 def module_all(module: str) -> set[str]:
@@ -159,14 +169,19 @@ def notebook_markdown(nb: Path, executed: Path | None, pages: dict[Path, str], s
     "The Markdown page of one notebook (the executed copy when there is one, for its outputs)."
     page = pages[nb.resolve()]
     book = nbformat.read(str(executed or nb), as_version=4)
-    module, names, out, files = None, set(), [], []
+    module, names, anchors, out, files = None, set(), {}, [], []
     for cell in book.cells:
         d, src = directives(cell.source)
         if cell.cell_type == 'code' and 'default_exp' in d:
-            module = f"tda.{d['default_exp']}"; names = module_all(module)
+            module = f"tda.{d['default_exp']}"; names, anchors = module_all(module), nbdev_anchors(module)
         if cell.cell_type == 'markdown':
             out.append(rewrite_links(cell.source, nb, pages, page)); continue
-        if cell.cell_type != 'code' or not src or 'hide' in d or 'exporti' in d or 'default_exp' in d: continue
+        if cell.cell_type != 'code' or not src or 'default_exp' in d: continue
+        if module and {'export', 'exports', 'exporti'} & set(d):
+            # the anchors of nbdev's doc links (`core.html#registry.create`) land where the names are defined
+            ids = [a for n in public_names(src, None) for a in anchors.pop(n, [])]
+            if ids: out.append(' '.join(f'<span id="{a}"></span>' for a in ids))
+        if 'hide' in d or 'exporti' in d: continue
         if 'nbdev_export' in src or 'injected-parameters' in cell.get('metadata', {}).get('tags', []): continue
         if module and ('export' in d or 'exports' in d):
             for n in public_names(src, names): out.append(f"::: {module}.{n}")
@@ -174,9 +189,8 @@ def notebook_markdown(nb: Path, executed: Path | None, pages: dict[Path, str], s
         if d.get('echo') != 'false': out.append(f"```python\n{src}\n```")
         if d.get('output') != 'false':
             out += [r for o in cell.get('outputs', []) if (r := render_output(o, page, files, src_dir))]
-    text = '\n\n'.join(out)
-    # nbdev's title cell: '# title' then '> description'; Markdown renders the quote as a lead paragraph
-    return text + '\n'
+    if anchors: raise BuildError(f"{page}: nbdev's index names {sorted(anchors)} in {module}, defined in no exported cell")
+    return '\n\n'.join(out) + '\n'
 
 
 # ---------------------------------------------------------------- the Markdown copy of each page (`X.html.md`)

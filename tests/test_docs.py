@@ -14,8 +14,9 @@ for mod in ('mkdocs', 'material', 'mkdocstrings', 'mkdocstrings_handlers.python'
     if importlib.util.find_spec(mod.split('.')[0]) is None:
         pytest.skip(f"the docs extra is not installed ({mod} missing): pip install -e '.[docs]'", allow_module_level=True)
 
-sys.path.insert(0, str(REPO/'docs'))
-import build as docs  # noqa: E402  (docs/build.py)
+# docs/build.py, under a name of its own (`build` is also the name of PyPA's package)
+_spec = importlib.util.spec_from_file_location('tda_docs_build', REPO/'docs'/'build.py')
+docs = importlib.util.module_from_spec(_spec); sys.modules[_spec.name] = docs; _spec.loader.exec_module(docs)
 
 WROTE_IN_NBS = []  # files the build created or changed inside nbs/
 BROWSERS = ('chromium', 'chromium-browser', 'google-chrome')
@@ -69,6 +70,21 @@ def test_docstring_links_resolve(site):
     for url in links:
         assert url.startswith(base), url
         assert (site/url[len(base):]).is_file(), f"{url}: not in the built site"
+
+
+def test_nbdev_doc_links_resolve(site):
+    "Every doc link of nbdev's index (tda/_modidx.py: `core.html#registry.create`) names a page and an anchor of the site."
+    import ast
+    text = (REPO/'tda'/'_modidx.py').read_text()
+    links = [link for syms in ast.literal_eval(text[text.index('{'):])['syms'].values() for link, _ in syms.values()]
+    assert len(links) > 400
+    ids = {}
+    for link in links:
+        page, _, anchor = link.partition('#')
+        assert (site/page).is_file(), link
+        if page not in ids:
+            p = docs._Links(); p.feed((site/page).read_text()); ids[page] = p.ids
+        assert anchor in ids[page], f"{link}: no such anchor"
 
 
 def test_index_in_browser(site):
