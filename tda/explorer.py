@@ -114,15 +114,17 @@ class AttentionExplorer:
         self.update()
 
     def _new_image(self, change=None):
+        "The digits of the new image become the queries (the current one is kept where it is on the image)."
         qs = list(image_queries(self.ds, self.image.value))
         keep = self.query.value if self.query.value in qs else qs[0]
-        with self.query.hold_trait_notifications():
-            self.query.options = qs
-            self.query.value = keep
+        self._switching = True  # changing the options changes the value: one redraw, after both
+        try: self.query.options, self.query.value = qs, keep
+        finally: self._switching = False
         self.update()
 
     def update(self, change=None):
         "Ask the chosen model about the chosen digit of the chosen image; redraw the picture and the answer."
+        if getattr(self, '_switching', False): return
         name = self.model.value
         r = explore(self.models[name], self.ds, self.image.value, self.query.value)
         pal = r['palette']
