@@ -282,8 +282,12 @@ def check_links(site: Path, base: str = '/') -> list[str]:
 
 
 # ---------------------------------------------------------------- the build
-def build(out: Path = REPO/'_site', tiny: bool = False, work: Path = REPO/'_docs', quiet: bool = False) -> Path:
-    "Execute, convert, render and check; returns the site folder. Raises `BuildError` on any broken page or link."
+def build(out: Path = REPO/'_site', tiny: bool = False, work: Path = REPO/'_docs', quiet: bool = False,
+          executed: Path | None = None) -> Path:
+    """Execute, convert, render and check; returns the site folder. Raises `BuildError` on any broken page or link.
+
+    `executed`: a folder of notebooks already run (laid out as in nbs/, e.g. `tutorials/01_mnist_reference.ipynb`);
+    those are used as they are instead of being run again."""
     log = (lambda *a: None) if quiet else (lambda *a: print('docs:', *a, flush=True))
     out, work = Path(out).resolve(), Path(work).resolve()
     src_dir, exec_dir = work/'src', work/'executed'
@@ -294,10 +298,12 @@ def build(out: Path = REPO/'_site', tiny: bool = False, work: Path = REPO/'_docs
     scratch = Path(tempfile.mkdtemp(prefix='tda-docs-'))
     try:
         for nb in groups['home'] + groups['tutorials']:
-            log('running', nb.relative_to(REPO), '(tiny)' if tiny else '')
-            executed = execute(nb, exec_dir/nb.relative_to(NBS), params.get(nb.stem, {}), scratch/nb.stem)
+            ran = Path(executed)/nb.relative_to(NBS) if executed else None
+            if ran is None or not ran.is_file():
+                log('running', nb.relative_to(REPO), '(tiny)' if tiny else '')
+                ran = execute(nb, exec_dir/nb.relative_to(NBS), params.get(nb.stem, {}), scratch/nb.stem)
             (src_dir/pages[nb.resolve()]).parent.mkdir(parents=True, exist_ok=True)
-            (src_dir/pages[nb.resolve()]).write_text(notebook_markdown(nb, executed, pages, src_dir))
+            (src_dir/pages[nb.resolve()]).write_text(notebook_markdown(nb, ran, pages, src_dir))
         for nb in groups['modules']:
             (src_dir/pages[nb.resolve()]).write_text(notebook_markdown(nb, None, pages, src_dir))
     finally: shutil.rmtree(scratch, ignore_errors=True)

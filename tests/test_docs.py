@@ -37,13 +37,13 @@ def dump_dom(page) -> str:
 
 
 @pytest.fixture(scope='module')
-def site(tmp_path_factory):
-    "The site, built once for this file (tutorials with their tiny parameters, outputs in a scratch folder)."
+def site(tmp_path_factory, tutorial_runs):
+    "The site, built once for this file (the tutorials as conftest ran them, at their tiny parameters)."
     d = tmp_path_factory.mktemp('docs')
     mp = pytest.MonkeyPatch()
     mp.setenv('TDA_DATA_DIR', str(d/'data')); mp.setenv('TDA_RUNS_DIR', str(d/'runs'))
     before = {f: f.stat().st_mtime_ns for f in docs.NBS.rglob('*')}
-    try: out = docs.build(d/'site', tiny=True, work=d/'work', quiet=True)
+    try: out = docs.build(d/'site', tiny=True, work=d/'work', quiet=True, executed=tutorial_runs['root'])
     finally: mp.undo()
     WROTE_IN_NBS[:] = sorted(f for f in docs.NBS.rglob('*') if before.get(f) != f.stat().st_mtime_ns)
     return out
