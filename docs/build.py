@@ -31,8 +31,6 @@ import base64
 import html.parser
 import inspect
 import importlib
-import json
-import os
 import posixpath
 import re
 import shutil
@@ -189,7 +187,8 @@ def notebook_markdown(nb: Path, executed: Path | None, pages: dict[Path, str], s
         if d.get('echo') != 'false': out.append(f"```python\n{src}\n```")
         if d.get('output') != 'false':
             out += [r for o in cell.get('outputs', []) if (r := render_output(o, page, files, src_dir))]
-    if anchors: raise BuildError(f"{page}: nbdev's index names {sorted(anchors)} in {module}, defined in no exported cell")
+    if anchors:
+        raise BuildError(f"{page}: nbdev's index names {sorted(anchors)} in {module}, defined in no exported cell")
     return '\n\n'.join(out) + '\n'
 
 
@@ -210,7 +209,8 @@ def plain_markdown(md: str) -> str:
 NOTEBOOK_CSS = """/* outputs of notebook cells: pandas tables */
 .nb-output { overflow-x: auto; margin: 0 0 1em; }
 .nb-output table { border-collapse: collapse; font-size: .7rem; }
-.nb-output th, .nb-output td { border: 1px solid var(--md-default-fg-color--lightest); padding: .2em .6em; text-align: right; }
+.nb-output th, .nb-output td { border: 1px solid var(--md-default-fg-color--lightest); padding: .2em .6em;
+                               text-align: right; }
 .nb-output thead th { background: var(--md-code-bg-color); }
 """
 
@@ -254,7 +254,8 @@ class _Links(html.parser.HTMLParser):
         if a.get('id'): self.ids.add(a['id'])
         if tag == 'a' and a.get('name'): self.ids.add(a['name'])
         for k in ('href', 'src'):
-            if a.get(k) is not None and tag in ('a', 'link', 'img', 'script', 'source', 'iframe'): self.links.append(a[k])
+            if a.get(k) is not None and tag in ('a', 'link', 'img', 'script', 'source', 'iframe'):
+                self.links.append(a[k])
 
 
 def check_links(site: Path, base: str = '/') -> list[str]:
@@ -310,7 +311,8 @@ def build(out: Path = REPO/'_site', tiny: bool = False, work: Path = REPO/'_docs
     (src_dir/'assets').mkdir(exist_ok=True)
     (src_dir/'assets'/'notebook.css').write_text(NOTEBOOK_CSS)
     nav = [{'Home': 'index.md'}]
-    if groups['tutorials']: nav.append({'Tutorials': [{title_of(nb): pages[nb.resolve()]} for nb in groups['tutorials']]})
+    if groups['tutorials']:
+        nav.append({'Tutorials': [{title_of(nb): pages[nb.resolve()]} for nb in groups['tutorials']]})
     nav.append({'API': [{title_of(nb): pages[nb.resolve()]} for nb in groups['modules']]})
     cfg_file = work/'mkdocs.yml'
     cfg_file.write_text(yaml.safe_dump(config(src_dir, out, nav), sort_keys=False))
@@ -331,10 +333,12 @@ def build(out: Path = REPO/'_site', tiny: bool = False, work: Path = REPO/'_docs
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--out', type=Path, default=REPO/'_site', help="folder of the built site (default: _site/)")
-    ap.add_argument('--tiny', action='store_true', help="run the tutorials with CI's tiny parameters (nbs/tutorials/ci.yaml)")
-    ap.add_argument('--work', type=Path, default=REPO/'_docs', help="scratch folder for the generated Markdown (default: _docs/)")
+    ap.add_argument('--tiny', action='store_true',
+                    help="run the tutorials with CI's tiny parameters (nbs/tutorials/ci.yaml)")
+    ap.add_argument('--work', type=Path, default=REPO/'_docs',
+                    help="scratch folder for the generated Markdown (default: _docs/)")
     a = ap.parse_args(argv)
     try: build(a.out, a.tiny, a.work)
     except BuildError as e: sys.exit(f"docs: error: {e}")

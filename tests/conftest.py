@@ -36,7 +36,8 @@ def env_paths(tmp_path, monkeypatch):
 @pytest.fixture(scope='session')
 def tutorial_runs(tmp_path_factory):
     """Every tutorial (nbs/tutorials/*.ipynb) run once with papermill at CI's tiny parameters (nbs/tutorials/ci.yaml),
-    in a scratch folder with its own data and runs folders: {name: {'executed', 'error', 'wall', 'wrote_in_nbs', 'runs'}}.
+    in a scratch folder with its own data and runs folders:
+    {name: {'executed', 'error', 'wall', 'wrote_in_nbs', 'runs'}}.
     The executed copies lie under `<root>/tutorials/`, as in nbs/, so the docs build can use them."""
     import time
     import papermill as pm
@@ -55,6 +56,7 @@ def tutorial_runs(tmp_path_factory):
                                  kernel_name='python3', progress_bar=False)
         except Exception as e: err = e
         finally: mp.undo()
+        wrote = sorted(f for f in (REPO/'nbs').rglob('*') if before.get(f) != f.stat().st_mtime_ns)
         res[nb.stem] = {'executed': root/'tutorials'/nb.name, 'error': err, 'wall': time.time() - t0, 'runs': d/'runs',
-                        'wrote_in_nbs': sorted(f for f in (REPO/'nbs').rglob('*') if before.get(f) != f.stat().st_mtime_ns)}
+                        'wrote_in_nbs': wrote}
     return res

@@ -12,7 +12,8 @@ from conftest import REPO
 
 for mod in ('mkdocs', 'material', 'mkdocstrings', 'mkdocstrings_handlers.python', 'papermill'):
     if importlib.util.find_spec(mod.split('.')[0]) is None:
-        pytest.skip(f"the docs extra is not installed ({mod} missing): pip install -e '.[docs]'", allow_module_level=True)
+        pytest.skip(f"the docs extra is not installed ({mod} missing): pip install -e '.[docs]'",
+                    allow_module_level=True)
 
 # docs/build.py, under a name of its own (`build` is also the name of PyPA's package)
 _spec = importlib.util.spec_from_file_location('tda_docs_build', REPO/'docs'/'build.py')
@@ -24,7 +25,8 @@ BROWSERS = ('chromium', 'chromium-browser', 'google-chrome')
 
 def browser():
     exe = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
-    if exe is None: pytest.skip("no headless browser on this machine: `apt-get install -y chromium` (Debian) to run this test")
+    if exe is None:
+        pytest.skip("no headless browser on this machine: `apt-get install -y chromium` (Debian) to run this test")
     return exe
 
 
@@ -65,7 +67,8 @@ def test_docstring_links_resolve(site):
     "Every `Docs:` link nbdev writes into a module docstring names a file of the built site."
     from nbdev.config import get_config
     base = get_config().doc_url.rstrip('/') + '/'
-    links = [m.group(1) for f in (REPO/'tda').rglob('*.py') for m in re.finditer(r'^Docs: (\S+?)(?:""")?$', f.read_text(), re.M)]
+    links = [m.group(1) for f in (REPO/'tda').rglob('*.py')
+             for m in re.finditer(r'^Docs: (\S+?)(?:""")?$', f.read_text(), re.M)]
     assert len(links) >= 18
     for url in links:
         assert url.startswith(base), url
@@ -73,7 +76,7 @@ def test_docstring_links_resolve(site):
 
 
 def test_nbdev_doc_links_resolve(site):
-    "Every doc link of nbdev's index (tda/_modidx.py: `core.html#registry.create`) names a page and an anchor of the site."
+    "Every doc link of nbdev's index (tda/_modidx.py: `core.html#registry.create`) names a page and an anchor."
     import ast
     text = (REPO/'tda'/'_modidx.py').read_text()
     links = [link for syms in ast.literal_eval(text[text.index('{'):])['syms'].values() for link, _ in syms.values()]

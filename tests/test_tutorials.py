@@ -11,7 +11,7 @@ CI = yaml.safe_load((REPO/'nbs'/'tutorials'/'ci.yaml').read_text())
 
 
 def test_every_tutorial_has_parameters():
-    "A `parameters` cell in each tutorial, tiny parameters for each in ci.yaml, and no ci.yaml entry without a tutorial."
+    "A `parameters` cell in each tutorial, tiny parameters for each in ci.yaml, no ci.yaml entry without a tutorial."
     assert len(TUTORIALS) >= 5
     assert set(CI) == {t.stem for t in TUTORIALS}
     for t in TUTORIALS:
