@@ -1,4 +1,4 @@
-"The tests inside the library notebooks (nbs/*.ipynb), run as nbdev-test runs them."
+"The tests inside the library notebooks (nbs/*.ipynb) and the front page, run as nbdev-test runs them."
 import signal
 
 import pytest
@@ -7,7 +7,7 @@ from nbdev.test import test_nb as run_notebook
 
 from conftest import REPO
 
-NOTEBOOKS = sorted((REPO/'nbs').glob('[0-9]*.ipynb'))
+NOTEBOOKS = sorted((REPO/'nbs').glob('[0-9]*.ipynb')) + [REPO/'nbs'/'index.ipynb']
 
 
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

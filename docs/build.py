@@ -1,0 +1,347 @@
+"""Build the documentation site of tda from its notebooks, without Quarto.
+
+    python docs/build.py                 # tutorials at their own (full) parameters, a few minutes each
+    python docs/build.py --tiny          # tutorials at the tiny parameters CI uses (nbs/tutorials/ci.yaml)
+    python docs/build.py --out /tmp/site # somewhere else than _site/
+
+Why this way: nbdev's own `nbdev-docs` renders with Quarto, which is not installable offline (the published
+`quarto-cli` package downloads its binary while building). MkDocs and its Material theme are plain Python
+packages from the package index and build a static site with search; mkdocstrings reads signatures and
+docstrings from the generated package statically (griffe), so API pages need no import and no execution of
+the module notebooks. What nbdev's notebook processing does for Quarto is done here in a few lines:
+
+1. `nbs/index.ipynb` and every tutorial (`nbs/tutorials/*.ipynb`) are executed with papermill in a scratch
+   folder (never inside nbs/), so their figures are real; an error in a cell fails the build.
+2. Every notebook becomes one Markdown page (`_docs/src/`): prose as written, code as code, outputs as text,
+   tables and PNG files. A module notebook (`#| default_exp`) is not executed: each `#| export` cell is
+   replaced by the API documentation of the public names it defines (`::: tda.module.Name`), its examples and
+   tests are shown as code, hidden cells are left out. Page names follow nbdev's (`01_data.mref.ipynb` ->
+   `data.mref.html`), so the `Docs:` links nbdev writes into every module docstring resolve in the built site,
+   where each page also has its Markdown beside it (`data.mref.html.md`, signatures and docstrings inline).
+   Links between notebooks (`[x](03_models.hattnet.ipynb)`) become links between pages.
+3. `mkdocs build --strict` renders the site into `_site/`: a missing page, a link to a missing page or
+   anchor, or an API name that does not exist is an error. Then every internal `href` and `src` of every
+   built HTML file is checked to point at an existing file (and anchor); any broken one fails the build.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import base64
+import html.parser
+import inspect
+import importlib
+import posixpath
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import nbformat
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+NBS = REPO/'nbs'
+TUTORIALS = NBS/'tutorials'
+
+
+class BuildError(Exception):
+    "The site cannot be built as it stands: the message names the page or link."
+
+
+# ---------------------------------------------------------------- which notebooks, which pages
+def page_name(nb: Path) -> str:
+    "nbdev's page name of a notebook, relative to nbs/: `01_data.mref.ipynb` -> `data.mref.md`."
+    rel = nb.relative_to(NBS)
+    return rel.with_name(re.sub(r'^\d+[a-zA-Z0-9]*_', '', rel.name.lower())).with_suffix('.md').as_posix()
+
+
+def notebooks() -> dict[str, list[Path]]:
+    "The notebooks of the site, in the order of its navigation."
+    return {'home': [NBS/'index.ipynb'], 'tutorials': sorted(TUTORIALS.glob('*.ipynb')),
+            'modules': sorted(NBS.glob('[0-9]*.ipynb'))}
+
+
+def ci_parameters() -> dict:
+    "The tiny parameters CI runs each tutorial with (`nbs/tutorials/ci.yaml`)."
+    f = TUTORIALS/'ci.yaml'
+    return (yaml.safe_load(f.read_text()) or {}) if f.exists() else {}
+
+
+# ---------------------------------------------------------------- executing
+def execute(nb: Path, out: Path, parameters: dict | None = None, cwd: Path | None = None) -> Path:
+    "Run `nb` top to bottom with papermill into `out`, in `cwd` (a scratch folder); a failing cell raises."
+    import papermill as pm
+    cwd = Path(cwd or tempfile.mkdtemp(prefix='tda-docs-run-'))
+    cwd.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(str(nb), str(out), parameters=parameters or {}, cwd=str(cwd), kernel_name='python3',
+                            progress_bar=False, log_output=False)
+    except pm.PapermillExecutionError as e:
+        raise BuildError(f"{nb.relative_to(REPO)}: cell {e.exec_count} failed: {e.ename}: {e.evalue}") from None
+    return out
+
+
+# ---------------------------------------------------------------- notebook -> Markdown
+_DIRECTIVE = re.compile(r'^\s*#\s*\|\s*(.*)$')
+
+
+def directives(src: str) -> tuple[dict[str, str], str]:
+    "The `#| key value` lines at the top of a cell, and the source without them."
+    lines, d = src.split('\n'), {}
+    while lines and _DIRECTIVE.match(lines[0]):
+        k, _, v = _DIRECTIVE.match(lines.pop(0)).group(1).strip().partition(' ')
+        d[k.rstrip(':')] = v.strip()
+    return d, '\n'.join(lines).strip('\n')
+
+
+def public_names(src: str, module_all: set[str] | None) -> list[str]:
+    "The public names an exported cell defines, in order (those in the module's `__all__`; all with None)."
+    names = []
+    for node in ast.parse(src).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): names.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return [n for n in dict.fromkeys(names) if module_all is None or n in module_all]
+
+
+def nbdev_anchors(module: str) -> dict[str, list[str]]:
+    "The anchors nbdev's index (`tda/_modidx.py`) links on the page of `module`, by the top-level name they belong to."
+    text = (REPO/'tda'/'_modidx.py').read_text()
+    syms = ast.literal_eval(text[text.index('{'):])['syms'].get(module, {})
+    res = {}
+    for sym, (link, _) in syms.items():
+        res.setdefault(sym[len(module) + 1:].split('.')[0], []).append(link.partition('#')[2])
+    return res
+
+
+def module_all(module: str) -> set[str]:
+    "The `__all__` of a generated module, read from its file (nothing is imported)."
+    f = REPO/(module.replace('.', '/') + '.py')
+    for node in ast.parse(f.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', '') == '__all__' for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def rewrite_links(text: str, nb: Path, pages: dict[Path, str], page: str) -> str:
+    "Links to notebooks become links to their pages, relative to `page`."
+    def sub(m):
+        target = (nb.parent/unquote(m.group(2))).resolve()
+        if target not in pages: return m.group(0)  # left as is: mkdocs --strict reports it
+        rel = posixpath.relpath(pages[target], posixpath.dirname(page) or '.')
+        return f"{m.group(1)}({rel}{m.group(3) or ''})"
+    return re.sub(r'(\]\s*)\(([^)\s#]+\.ipynb)(#[^)\s]*)?\)', sub, text)
+
+
+def render_output(o, page: str, files: list, src_dir: Path) -> str:
+    "One output of a code cell as Markdown; a PNG goes into a file beside the page."
+    if o.output_type == 'stream':
+        return f"```text\n{o.text.rstrip()}\n```" if o.name == 'stdout' and o.text.strip() else ''
+    if o.output_type == 'error':
+        raise BuildError(f"{page}: an executed cell holds an error: {o.ename}: {o.evalue}")
+    data = o.get('data', {})
+    if 'application/vnd.jupyter.widget-view+json' in data:
+        return '*An interactive widget is shown here when the notebook runs in JupyterLab.*'
+    if 'text/markdown' in data: return data['text/markdown']
+    if 'image/png' in data:
+        stem = Path(page).with_suffix('')
+        rel = f"{stem.name}_files/output_{len(files)}.png"
+        f = src_dir/stem.parent/rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(base64.b64decode(data['image/png']))
+        files.append(f)
+        return f"![output]({rel})"
+    if 'text/html' in data and '<script' not in data['text/html']:
+        return f'<div class="nb-output" markdown="0">\n{data["text/html"].strip()}\n</div>'
+    if 'text/plain' in data: return f"```text\n{data['text/plain'].rstrip()}\n```"
+    return ''
+
+
+def notebook_markdown(nb: Path, executed: Path | None, pages: dict[Path, str], src_dir: Path) -> str:
+    "The Markdown page of one notebook (the executed copy when there is one, for its outputs)."
+    page = pages[nb.resolve()]
+    book = nbformat.read(str(executed or nb), as_version=4)
+    module, names, anchors, out, files = None, set(), {}, [], []
+    for cell in book.cells:
+        d, src = directives(cell.source)
+        if cell.cell_type == 'code' and 'default_exp' in d:
+            module = f"tda.{d['default_exp']}"; names, anchors = module_all(module), nbdev_anchors(module)
+        if cell.cell_type == 'markdown':
+            out.append(rewrite_links(cell.source, nb, pages, page)); continue
+        if cell.cell_type != 'code' or not src or 'default_exp' in d: continue
+        if module and {'export', 'exports', 'exporti'} & set(d):
+            # the anchors of nbdev's doc links (`core.html#registry.create`) land where the names are defined
+            ids = [a for n in public_names(src, None) for a in anchors.pop(n, [])]
+            if ids: out.append(' '.join(f'<span id="{a}"></span>' for a in ids))
+        if 'hide' in d or 'exporti' in d: continue
+        if 'nbdev_export' in src or 'injected-parameters' in cell.get('metadata', {}).get('tags', []): continue
+        if module and ('export' in d or 'exports' in d):
+            for n in public_names(src, names): out.append(f"::: {module}.{n}")
+            if 'exports' not in d: continue
+        if d.get('echo') != 'false': out.append(f"```python\n{src}\n```")
+        if d.get('output') != 'false':
+            out += [r for o in cell.get('outputs', []) if (r := render_output(o, page, files, src_dir))]
+    if anchors:
+        raise BuildError(f"{page}: nbdev's index names {sorted(anchors)} in {module}, defined in no exported cell")
+    return '\n\n'.join(out) + '\n'
+
+
+# ---------------------------------------------------------------- the Markdown copy of each page (`X.html.md`)
+def plain_markdown(md: str) -> str:
+    "A page's Markdown with each `::: tda.mod.Name` replaced by its signature and docstring (by import)."
+    def api(m):
+        mod, _, name = m.group(1).rpartition('.')
+        obj = getattr(importlib.import_module(mod), name)
+        try: sig = f"{name}{inspect.signature(obj)}" if callable(obj) else f"{name} = {obj!r:.200}"
+        except (TypeError, ValueError): sig = name
+        doc = inspect.getdoc(obj) if callable(obj) or inspect.isclass(obj) else ''
+        return f"### {name}\n\n```python\n{sig}\n```\n\n{doc or ''}".rstrip()
+    return re.sub(r'^::: (\S+)$', api, md, flags=re.M)
+
+
+# ---------------------------------------------------------------- MkDocs
+NOTEBOOK_CSS = """/* outputs of notebook cells: pandas tables */
+.nb-output { overflow-x: auto; margin: 0 0 1em; }
+.nb-output table { border-collapse: collapse; font-size: .7rem; }
+.nb-output th, .nb-output td { border: 1px solid var(--md-default-fg-color--lightest); padding: .2em .6em;
+                               text-align: right; }
+.nb-output thead th { background: var(--md-code-bg-color); }
+"""
+
+def config(src_dir: Path, site: Path, nav: list) -> dict:
+    "The MkDocs configuration: Material theme, search, mkdocstrings on the generated package, strict links."
+    from nbdev.config import get_config
+    cfg = get_config()
+    return {
+        'site_name': 'tda', 'site_description': cfg.description, 'repo_url': cfg.git_url or None,
+        'site_url': cfg.doc_url or None,  # pyproject's Documentation URL: where this site is meant to be served
+        'docs_dir': str(src_dir), 'site_dir': str(site), 'use_directory_urls': False, 'nav': nav,
+        'theme': {'name': 'material', 'features': ['navigation.sections', 'navigation.top', 'content.code.copy'],
+                  'palette': {'scheme': 'default', 'primary': 'indigo'}},
+        'plugins': ['search', {'mkdocstrings': {'default_handler': 'python', 'handlers': {'python': {
+            'paths': [str(REPO)],
+            'options': {'heading_level': 3, 'show_root_heading': True, 'show_root_full_path': False,
+                        'show_source': True, 'members_order': 'source', 'separate_signature': True,
+                        'show_signature_annotations': True, 'docstring_style': None, 'filters': ['!^_'],
+                        'show_if_no_docstring': True}}}}}],
+        'markdown_extensions': ['tables', 'admonition', 'attr_list', 'md_in_html', 'toc',
+                                {'pymdownx.highlight': {'use_pygments': True}}, 'pymdownx.superfences'],
+        'extra_css': ['assets/notebook.css'],
+        'validation': {'omitted_files': 'warn', 'absolute_links': 'warn', 'unrecognized_links': 'warn',
+                       'anchors': 'warn', 'not_found': 'warn'},
+    }
+
+
+def title_of(nb: Path) -> str:
+    "The title of a notebook: its first `# heading`."
+    for c in nbformat.read(str(nb), as_version=4).cells:
+        if c.cell_type == 'markdown' and (m := re.search(r'^#\s+(.+)$', c.source, re.M)): return m.group(1).strip()
+    return nb.stem
+
+
+# ---------------------------------------------------------------- checking the built site
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(); self.links, self.ids = [], set()
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get('id'): self.ids.add(a['id'])
+        if tag == 'a' and a.get('name'): self.ids.add(a['name'])
+        for k in ('href', 'src'):
+            if a.get(k) is not None and tag in ('a', 'link', 'img', 'script', 'source', 'iframe'):
+                self.links.append(a[k])
+
+
+def check_links(site: Path, base: str = '/') -> list[str]:
+    "Every internal href/src of every HTML file in `site` (served at path `base`) that points at no file or anchor."
+    parsed = {}
+    def parse(f):
+        if f not in parsed:
+            p = _Links(); p.feed(f.read_text(errors='replace')); parsed[f] = p
+        return parsed[f]
+    broken = []
+    for f in sorted(site.rglob('*.html')):
+        for link in parse(f).links:
+            u = urlsplit(link)
+            if u.scheme or u.netloc or link.startswith(('mailto:', 'data:', 'javascript:')): continue
+            path = unquote(u.path)
+            if path.startswith('/'):  # served from the root of the host (404.html): the site lives at `base`
+                if not path.startswith(base): broken.append(f"{f.relative_to(site)}: {link} (outside {base})"); continue
+                target = (site/path[len(base):]).resolve()
+            else: target = f if not path else (f.parent/path).resolve()
+            if u.path.endswith('/') or target.is_dir(): target = target/'index.html'
+            if not target.exists(): broken.append(f"{f.relative_to(site)}: {link} (no such file)"); continue
+            if u.fragment and target.suffix == '.html' and unquote(u.fragment) not in parse(target).ids:
+                broken.append(f"{f.relative_to(site)}: {link} (no such anchor)")
+    return broken
+
+
+# ---------------------------------------------------------------- the build
+def build(out: Path = REPO/'_site', tiny: bool = False, work: Path = REPO/'_docs', quiet: bool = False,
+          executed: Path | None = None) -> Path:
+    """Execute, convert, render and check; returns the site folder. Raises `BuildError` on any broken page or link.
+
+    `executed`: a folder of notebooks already run (laid out as in nbs/, e.g. `tutorials/01_mnist_reference.ipynb`);
+    those are used as they are instead of being run again."""
+    log = (lambda *a: None) if quiet else (lambda *a: print('docs:', *a, flush=True))
+    out, work = Path(out).resolve(), Path(work).resolve()
+    src_dir, exec_dir = work/'src', work/'executed'
+    for d in (src_dir, exec_dir): shutil.rmtree(d, ignore_errors=True); d.mkdir(parents=True)
+    groups = notebooks()
+    pages = {nb.resolve(): page_name(nb) for g in groups.values() for nb in g}
+    params = ci_parameters() if tiny else {}
+    scratch = Path(tempfile.mkdtemp(prefix='tda-docs-'))
+    try:
+        for nb in groups['home'] + groups['tutorials']:
+            ran = Path(executed)/nb.relative_to(NBS) if executed else None
+            if ran is None or not ran.is_file():
+                log('running', nb.relative_to(REPO), '(tiny)' if tiny else '')
+                ran = execute(nb, exec_dir/nb.relative_to(NBS), params.get(nb.stem, {}), scratch/nb.stem)
+            (src_dir/pages[nb.resolve()]).parent.mkdir(parents=True, exist_ok=True)
+            (src_dir/pages[nb.resolve()]).write_text(notebook_markdown(nb, ran, pages, src_dir))
+        for nb in groups['modules']:
+            (src_dir/pages[nb.resolve()]).write_text(notebook_markdown(nb, None, pages, src_dir))
+    finally: shutil.rmtree(scratch, ignore_errors=True)
+    (src_dir/'assets').mkdir(exist_ok=True)
+    (src_dir/'assets'/'notebook.css').write_text(NOTEBOOK_CSS)
+    nav = [{'Home': 'index.md'}]
+    if groups['tutorials']:
+        nav.append({'Tutorials': [{title_of(nb): pages[nb.resolve()]} for nb in groups['tutorials']]})
+    nav.append({'API': [{title_of(nb): pages[nb.resolve()]} for nb in groups['modules']]})
+    cfg_file = work/'mkdocs.yml'
+    cfg_file.write_text(yaml.safe_dump(config(src_dir, out, nav), sort_keys=False))
+    log('mkdocs build --strict ->', out)
+    r = subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '--strict', '--clean', '-q', '-f', str(cfg_file)],
+                       capture_output=True, text=True, cwd=work)
+    if r.returncode != 0:
+        raise BuildError("mkdocs build --strict failed:\n" + '\n'.join(l for l in (r.stdout + r.stderr).splitlines()
+                                                                     if 'WARNING' in l or 'ERROR' in l or 'Error' in l)
+                         or r.stderr[-3000:])
+    for md in src_dir.rglob('*.md'):  # nbdev's `Docs:` links name `<page>.html.md`
+        (out/md.relative_to(src_dir)).with_suffix('.html.md').write_text(plain_markdown(md.read_text()))
+    from nbdev.config import get_config
+    broken = check_links(out, (urlsplit(get_config().doc_url).path.rstrip('/') or '') + '/')
+    if broken: raise BuildError(f"{len(broken)} broken internal links in {out}:\n" + '\n'.join(broken[:50]))
+    log('done:', out/'index.html')
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--out', type=Path, default=REPO/'_site', help="folder of the built site (default: _site/)")
+    ap.add_argument('--tiny', action='store_true',
+                    help="run the tutorials with CI's tiny parameters (nbs/tutorials/ci.yaml)")
+    ap.add_argument('--work', type=Path, default=REPO/'_docs',
+                    help="scratch folder for the generated Markdown (default: _docs/)")
+    a = ap.parse_args(argv)
+    try: build(a.out, a.tiny, a.work)
+    except BuildError as e: sys.exit(f"docs: error: {e}")
+
+
+if __name__ == '__main__': main()
