@@ -30,4 +30,3 @@ def test_tutorial_runs(nb, tutorial_runs):
     assert any('image/png' in o.get('data', {}) for o in outputs), f"{nb.name}: no figure"
     assert (r['runs']/'tutorials').is_dir(), f"{nb.name}: wrote nothing under the runs folder"
     assert not r['wrote_in_nbs'], f"{nb.name} wrote inside nbs/: {r['wrote_in_nbs']}"
-    assert r['wall'] < 240, f"{nb.name} took {r['wall']:.0f} s at its tiny parameters"
