@@ -32,12 +32,13 @@ def as_outputs(out) -> dict:
 # %% ../../nbs/03_models.outputs.ipynb #f5b329e0
 def model_outputs(model: nn.Module, *inputs, **kw) -> dict:
     "Run `model` and return the contract, with the attention maps it computes but does not return (TDAN, TDAF)."
-    from tda.models.tdaf import TDAF
-    from tda.models.tdan import TDAttention
+    import inspect
+    # by what they offer, not by class: a notebook that redefines TDAttention or TDAF (as nbs/ do) still counts
     seen = {}
     hooks = [m.map_tap.register_forward_hook(lambda mod, i, o, n=n: seen.setdefault(n, []).append(o))
-             for n, m in model.named_modules() if isinstance(m, TDAttention)]
-    try: out = model(*inputs, return_attention=True, **kw) if isinstance(model, TDAF) else model(*inputs, **kw)
+             for n, m in model.named_modules() if isinstance(getattr(m, 'map_tap', None), nn.Module)]
+    takes_flag = 'return_attention' in inspect.signature(model.forward).parameters  # TDAF's maps per stage and flow
+    try: out = model(*inputs, return_attention=True, **kw) if takes_flag else model(*inputs, **kw)
     finally:
         for h in hooks: h.remove()
     res = as_outputs(out)
