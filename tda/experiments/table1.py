@@ -200,7 +200,8 @@ def report_table1(out, runs: dict, n_samples: int = 4, seed: int = 0, overwrite:
         for m, run in ms.items():
             r = finished_run(run) or (unfinished_run(run) if interim else None)
             if r is None:
-                raise TdaError(f"{run} has not finished; finish it with `tda train ... --resume` (or pass interim=True).")
+                raise TdaError(f"{run} has not finished; finish it with `tda train ... --resume` "
+                               f"(or pass interim=True).")
             if v not in samples:
                 batch, idx, palette = sample_batch(r['data'], n_samples, seed)
                 samples[v] = _samples(batch, idx)
@@ -256,7 +257,8 @@ def test_best(run, progress: bool = False) -> dict:
     rec, _ = load_checkpoint(Path(run)/'checkpoints'/'best.pt')
     cfg = TrainConfig.from_dict(rec['config'])
     test = MREFDataset(resolve_data(cfg.data), 'test', in_memory=True)
-    m = evaluate(load_best(run), data_loader(test, cfg.eval_batch_size, False, cfg), cfg, progress=progress, desc='test')
+    loader = data_loader(test, cfg.eval_batch_size, False, cfg)
+    m = evaluate(load_best(run), loader, cfg, progress=progress, desc='test')
     return {**m.compute(), '_table': m.table()}
 
 def unfinished_run(run, progress: bool = False) -> dict:

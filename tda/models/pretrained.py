@@ -66,7 +66,8 @@ def interim_results(run, test: dict) -> dict:
     rec, _ = load_checkpoint(Path(run)/'checkpoints'/'best.pt')
     last, _ = load_checkpoint(Path(run)/'checkpoints'/'last.pt')
     cfg = rec['config']
-    return {'config': cfg, 'test': test, 'data_identity': rec['data'], 'data': cfg['data'], 'best_epoch': rec['epoch'] + 1,
+    return {'config': cfg, 'test': test, 'data_identity': rec['data'], 'data': cfg['data'],
+            'best_epoch': rec['epoch'] + 1,
             'epochs_run': last['epoch'] + 1,
             'stopped': f"interim: epoch {last['epoch'] + 1} of {cfg['epochs']}, the run goes on (resume it to finish)"}
 
