@@ -71,7 +71,7 @@ def resize_matrix(n: int, how: str, size: int = SIZE) -> torch.Tensor:
 
 
 def cell_of_pixel(n: int, how: str, size: int = SIZE) -> torch.Tensor:
-    "The cell (size,) of a grid of n cells each pixel falls in: an even tiling ('tiled') or the receptive fields ('registered')."
+    "The cell (size,) of a grid of n cells each pixel falls in: an even tiling ('tiled') or the receptive fields."
     x = torch.arange(size, dtype=torch.float64)
     if how == 'tiled': return (x * n / size).floor().long().clamp(0, n - 1)
     stride, c0 = GRIDS[n]
@@ -237,7 +237,8 @@ def main():
         with torch.inference_mode():
             for m, model in models.items():
                 o = model_outputs(model, batch['image'], batch['query'], image_id=batch['image_id'])
-                maps = [t.float()[:, 0] for t in (o['attention'].values() if isinstance(o['attention'], dict) else o['attention'])]
+                att = o['attention']
+                maps = [t.float()[:, 0] for t in (att.values() if isinstance(att, dict) else att)]
                 outs[m] = maps
                 correct[m].append(o['logits'].argmax(1) == batch['answer'])
         ink = batch['image'].amax(1) > 0
@@ -246,7 +247,8 @@ def main():
             for li, g in enumerate(maps[:-1]):  # the sigmoid layers, registered onto the pixels
                 g = up(g, resize_matrix(g.shape[-1], 'registered'))
                 for rn, rm in regions.items():
-                    t = gates.setdefault(m, {}).setdefault(f'layer {li + 1} ({maps[li].shape[-1]}x{maps[li].shape[-1]})', {}).setdefault(rn, [0.0, 0])
+                    layer = f'layer {li + 1} ({maps[li].shape[-1]}x{maps[li].shape[-1]})'
+                    t = gates.setdefault(m, {}).setdefault(layer, {}).setdefault(rn, [0.0, 0])
                     t[0] += float((g * rm).sum()); t[1] += int(rm.sum())
         fine = outs['hattnet_ctx']  # the grids of the HAttNet maps, for uniform and the ceilings
         for m, maps in outs.items():  # checks: our default equals the library's; per-layer sum normalisation is a no-op
@@ -290,7 +292,8 @@ def main():
     print(f"TPS [%] on the first {n} test questions of {path.name} ({int(np.unique(qi[:n]).size)} images); "
           f"accuracy {', '.join(f'{m} {v:.2f}' for m, v in accuracy.items())}")
     cols = ('hattnet_ctx', 'hattnet', 'soft', 'uniform', 'best', 'oracle')
-    head = f"{'reading':46s} {'mask':11s} " + ' '.join(f"{c:>11s}" for c in ('CTX', 'HAttNet', 'SOFT', 'uniform', 'best', 'oracle'))
+    names = ('CTX', 'HAttNet', 'SOFT', 'uniform', 'best', 'oracle')
+    head = f"{'reading':46s} {'mask':11s} " + ' '.join(f"{c:>11s}" for c in names)
     print(head)
     print(f"{'paper (Table 1b, MREF)':46s} {'':11s} " + ' '.join(f"{paper[c]:11.2f}" for c in cols[:4]))
     last = None
@@ -298,14 +301,16 @@ def main():
         if last is not None and row['reading'] != last: print()
         last = row['reading']
         print(f"{row['reading']:46s} {row['mask']:11s} " + ' '.join(f"{row[c]:11.2f}" for c in cols))
-    print(f"checks: library default vs ours max |diff| {default_diff:.2e}; per-layer sum normalisation vs none {sumnorm_diff:.2e}")
+    print(f"checks: library default vs ours max |diff| {default_diff:.2e}; "
+          f"per-layer sum normalisation vs none {sumnorm_diff:.2e}")
     gates = {m: {l: {r: v[0] / max(v[1], 1) for r, v in d.items()} for l, d in ls.items()} for m, ls in gates.items()}
     print("mean sigmoid gate (registered onto the pixels) on the queried digit's ink / other digits' ink / background:")
     for m, ls in gates.items():
-        print(f"  {m:12s} " + '; '.join(f"{l}: {d['queried digit']:.3f} / {d['other digits']:.3f} / {d['background']:.3f}"
-                                         for l, d in ls.items()))
+        print(f"  {m:12s} " + '; '.join(
+            f"{l}: {d['queried digit']:.3f} / {d['other digits']:.3f} / {d['background']:.3f}" for l, d in ls.items()))
     out = Path(a.out) if a.out else Path(__file__).parent/'results'/'tps_definitions.json'
-    write_json(out, {'n_questions': n, 'n_images': int(np.unique(qi[:n]).size), 'accuracy': accuracy, 'paper_tps': paper,
+    write_json(out, {'n_questions': n, 'n_images': int(np.unique(qi[:n]).size), 'accuracy': accuracy,
+                     'paper_tps': paper,
                      'rows': rows, 'gates': gates, 'checks': {'library_default_max_abs_diff': default_diff,
                                               'per_layer_sum_normalisation_max_abs_diff': sumnorm_diff},
                      'weights': {m: cards[(m, 'mref')]['weights_sha256'] for m in MODELS},
