@@ -18,8 +18,8 @@ import yaml
 
 import tda
 from .core import TdaError, find_file, get_settings, read_yaml, resolve_path, run_record, write_json
-from .data.mref import (FORMAT, SIZES, VARIANTS, MREFParams, data_format, dataset_path, generate_mref, mref_info,
-                           mref_params, verify_mref)
+from .data.files import FORMAT, SIZES, VARIANTS, MREFParams, data_format, mref_info, mref_params, verify_mref
+from .data.mref import dataset_path, generate_mref
 
 # %% auto #0
 __all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'read_recipe', 'recipe_params', 'load_recipe', 'cmd_generate',
@@ -53,14 +53,14 @@ def _parse_set(items) -> dict:
 
 # %% ../nbs/06_cli.ipynb #5df1a994
 def _generate_clips(recipe: dict, a):
-    from tda.data.tasks import make_moving_digits
+    from tda.data.moving_digits import make_moving_digits
     d = {k: v for k, v in recipe.items() if k not in ('dataset', 'variant')}
     name = d.pop('size', 'smoke')
     output = d.pop('output', None) or f'moving_digits_{name}.h5'
     out = resolve_path(a.out or output)
     t = time.perf_counter()
     try: make_moving_digits(out, **d, overwrite=a.overwrite, progress=not a.quiet)
-    except TypeError as e: raise TdaError(f"bad moving-digits recipe option: {e}; see tda.data.tasks.make_moving_digits.") from None
+    except TypeError as e: raise TdaError(f"bad moving-digits recipe option: {e}; see tda.data.moving_digits.make_moving_digits.") from None
     print(f"wrote {out} (moving digits, seed {d.get('seed', 0)}) in {time.perf_counter() - t:.1f} s")
 
 def cmd_generate(a):
@@ -107,11 +107,11 @@ def _print_clips(info: dict):
 def cmd_info(a):
     file = resolve_path(a.file, must_exist=True, what='dataset file')
     fmt = data_format(file)
-    if clips := fmt not in (None, FORMAT):  # perhaps moving digits (tda.data.tasks imports torch: only then)
-        from tda.data import tasks
-        clips = fmt == tasks.CLIP_FORMAT
-    info = tasks.moving_digits_info(file) if clips else mref_info(file)
-    if a.check: info['check'] = tasks.verify_moving_digits(file) if clips else verify_mref(file)
+    if clips := fmt not in (None, FORMAT):  # perhaps moving digits (tda.data.moving_digits imports torch: only then)
+        from tda.data import moving_digits
+        clips = fmt == moving_digits.CLIP_FORMAT
+    info = moving_digits.moving_digits_info(file) if clips else mref_info(file)
+    if a.check: info['check'] = moving_digits.verify_moving_digits(file) if clips else verify_mref(file)
     if a.json:
         print(json.dumps(info, indent=2))
         return

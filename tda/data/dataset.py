@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..core import DATASETS
-from .mref import h5_errors, open_mref
+from .files import h5_errors, open_mref
 
 # %% auto #0
 __all__ = ['QuestionsByImage', 'MREFDataset']

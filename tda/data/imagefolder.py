@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..core import DATASETS, TdaError, atomic_path, run_record
-from .mref import h5_errors, open_mref
+from .files import h5_errors, open_mref
 
 # %% auto #0
 __all__ = ['MEAN', 'STD', 'AUGMENTATIONS', 'eval_transform', 'train_transform', 'eval_geometry', 'ImageFolderDataset',
