@@ -18,7 +18,8 @@ import yaml
 
 import tda
 from .core import TdaError, find_file, get_settings, read_yaml, resolve_path, run_record, write_json
-from .data.files import FORMAT, SIZES, VARIANTS, MREFParams, data_format, mref_info, mref_params, verify_mref
+from .data.files import SIZES, VARIANTS, MREFParams, data_format, mref_info, mref_params, verify_mref
+from .data.moving_digits import CLIP_FORMAT, make_moving_digits, moving_digits_info, verify_moving_digits
 from .data.mref import dataset_path, generate_mref
 
 # %% auto #0
@@ -53,7 +54,6 @@ def _parse_set(items) -> dict:
 
 # %% ../nbs/06_cli.ipynb #5df1a994
 def _generate_clips(recipe: dict, a):
-    from tda.data.moving_digits import make_moving_digits
     d = {k: v for k, v in recipe.items() if k not in ('dataset', 'variant')}
     name = d.pop('size', 'smoke')
     output = d.pop('output', None) or f'moving_digits_{name}.h5'
@@ -107,11 +107,9 @@ def _print_clips(info: dict):
 def cmd_info(a):
     file = resolve_path(a.file, must_exist=True, what='dataset file')
     fmt = data_format(file)
-    if clips := fmt not in (None, FORMAT):  # perhaps moving digits (tda.data.moving_digits imports torch: only then)
-        from tda.data import moving_digits
-        clips = fmt == moving_digits.CLIP_FORMAT
-    info = moving_digits.moving_digits_info(file) if clips else mref_info(file)
-    if a.check: info['check'] = moving_digits.verify_moving_digits(file) if clips else verify_mref(file)
+    clips = fmt == CLIP_FORMAT
+    info = moving_digits_info(file) if clips else mref_info(file)
+    if a.check: info['check'] = verify_moving_digits(file) if clips else verify_mref(file)
     if a.json:
         print(json.dumps(info, indent=2))
         return

@@ -19,7 +19,6 @@ from .data.dataset import MREFDataset
 from .metrics import true_positive_strength
 from .models.hattnet import effective_attention
 from .train import load_best
-import tda.models.hattnet  # noqa: F401  (the progressive-attention models by name)
 
 # %% auto #0
 __all__ = ['explorer_model', 'image_queries', 'explore', 'explore_figure', 'figure_png', 'AttentionExplorer']
