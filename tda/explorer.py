@@ -1,4 +1,4 @@
-"""An interactive attention explorer for JupyterLab: pick a model, an image and a query, and see every attention layer's map and the model's answer.
+"""An interactive attention explorer for JupyterLab: a model, an image, a query; every attention map.
 
 Docs: https://tda-developers.github.io/tda/explorer.html.md"""
 
@@ -76,7 +76,8 @@ def explore_figure(r: dict, name: str = ''):
         ax.imshow(a, cmap='magma', alpha=0.75, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation='nearest')
         ax.set_title(f"layer {l} ({a.shape[0]}x{a.shape[1]})", fontsize=8)
     if 'effective' in r:
-        axes[-1].imshow(r['image'], alpha=0.35); axes[-1].imshow(r['effective'], cmap='magma', alpha=0.75)
+        axes[-1].imshow(r['image'], alpha=0.35)
+        axes[-1].imshow(r['effective'], cmap='magma', alpha=0.75)
         axes[-1].set_title(f"effective (TPS {r['tps']:.2f})", fontsize=8)
     return fig
 

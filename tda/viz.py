@@ -1,4 +1,4 @@
-"""Figures: sample grids of the MNIST Reference datasets, accuracy per scale, attention precision-recall curves and attention maps per layer.
+"""Figures: MNIST Reference samples, accuracy per scale, attention PR curves and attention maps per layer.
 
 Docs: https://tda-developers.github.io/tda/viz.html.md"""
 

@@ -76,23 +76,26 @@ class MREFParams:
         self.canvas = _pair(self.canvas, 'canvas', int) if not isinstance(self.canvas, int) else (self.canvas,)*2
         self.digits = _pair(self.digits, 'digits', int)
         if not 1 <= self.digits[0] <= self.digits[1] <= 10:
-            raise TdaError(f"digits per image must lie in [1, 10] (the digits of an image have distinct classes), not {self.digits}.")
+            raise TdaError("digits per image must lie in [1, 10] (the digits of an image have distinct classes), "
+                           f"not {self.digits}.")
         self.scale = _pair(self.scale, 'scale', float)
         self.distractor_scale = _pair(self.distractor_scale, 'distractor_scale', float)
         if self.scale[0] <= 0 or self.distractor_scale[0] <= 0: raise TdaError("scales must be > 0.")
         if round(28*self.scale[0]) > min(self.canvas):
-            raise TdaError(f"the smallest digit ({round(28*self.scale[0])} px at scale {self.scale[0]}) does not fit the "
-                           f"{self.canvas} canvas; use a larger canvas or a smaller scale.")
+            raise TdaError(f"the smallest digit ({round(28*self.scale[0])} px at scale {self.scale[0]}) does not "
+                           f"fit the {self.canvas} canvas; use a larger canvas or a smaller scale.")
         try:
             self.palette = tuple((str(n), tuple(int(c) for c in rgb)) for n, rgb in self.palette)
         except (TypeError, ValueError):
             raise TdaError(f"palette must be a list of [name, [r, g, b]], not {self.palette!r}.") from None
         if not self.palette or any(len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb) for _, rgb in self.palette):
-            raise TdaError(f"palette must be a non-empty list of [name, [r, g, b]] with 0 <= r, g, b <= 255: {self.palette!r}.")
+            raise TdaError("palette must be a non-empty list of [name, [r, g, b]] with 0 <= r, g, b <= 255: "
+                           f"{self.palette!r}.")
         if self.brightness_sd < 0: raise TdaError(f"brightness_sd must be >= 0, not {self.brightness_sd}.")
         if self.distractors is None: self.distractors = 17 if self.variant == 'mdist' else 0
         if self.distractors < 0: raise TdaError(f"distractors must be >= 0, not {self.distractors}.")
-        if not 1 <= self.distractor_size <= 28: raise TdaError(f"distractor_size must lie in [1, 28], not {self.distractor_size}.")
+        if not 1 <= self.distractor_size <= 28:
+            raise TdaError(f"distractor_size must lie in [1, 28], not {self.distractor_size}.")
         if self.variant == 'mbg':
             self.backgrounds = str(self.backgrounds or get_settings().backgrounds_dir or 'builtin')
         for k in ('max_tries', 'max_redraws', 'max_restarts'):

@@ -1,4 +1,4 @@
-"""ImageFolder-style classification datasets (ImageNet, ImageNet-V2, CUB, ...) for the trainer, with the TDAN recipe's augmentation, and a small one made from MNIST Reference digits with ground-truth boxes and masks.
+"""ImageFolder-style classification datasets (ImageNet, ImageNet-V2, CUB, ...) for the trainer.
 
 Docs: https://tda-developers.github.io/tda/data.imagefolder.html.md"""
 

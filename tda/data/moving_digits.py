@@ -47,8 +47,8 @@ def _clip(rng, pool, frames, size, digit_size, directions, speed):
     v = rng.uniform(*speed) * np.array([np.cos(angle), -np.sin(angle)])   # x right, y down: 'up' moves to smaller y
     room, travel = size - digit_size, v * (frames - 1)
     if (np.abs(travel) > room + 1e-9).any():
-        raise TdaError(f"a digit of {digit_size} px moving {speed[1]} px per frame for {frames} frames leaves a {size} px "
-                       f"canvas; lower speed or frames, or raise image_size.")
+        raise TdaError(f"a digit of {digit_size} px moving {speed[1]} px per frame for {frames} frames leaves a "
+                       f"{size} px canvas; lower speed or frames, or raise image_size.")
     start = np.array([rng.uniform(max(0, -t), room - max(0, t)) for t in travel])
     clip = np.zeros((frames, size, size), np.float32)
     for t in range(frames):
@@ -76,12 +76,14 @@ def make_moving_digits(path, train: int = 512, val: int = 128, test: int = 128, 
             for split, n in splits.items():
                 g = f.create_group(split)
                 clips = g.create_dataset('clips', (n, frames, size, size), np.uint8,
-                                         chunks=(1, frames, size, size) if n else None, compression='gzip' if n else None)
+                                         chunks=(1, frames, size, size) if n else None,
+                                         compression='gzip' if n else None)
                 labels, digits = np.zeros(n, np.int64), np.zeros(n, np.int64)
                 for i in range(n):
                     if i % 64 == 0: check()
                     rng = np.random.default_rng([seed, _SPLIT_IDS[split], i])
-                    clips[i], labels[i], digits[i] = _clip(rng, pools[split], frames, size, digit_size, directions, speed)
+                    clips[i], labels[i], digits[i] = _clip(rng, pools[split], frames, size, digit_size, directions,
+                                                           speed)
                     bar.update()
                 g.create_dataset('labels', data=labels)
                 g.create_dataset('digits', data=digits)

@@ -45,8 +45,9 @@ GENERATOR_VERSION = '1.0'
 #: Natural photographs of the built-in MBG pool: (package, file inside its data folder).
 BUILTIN_BACKGROUNDS = (
     ('skimage', 'astronaut.png'), ('skimage', 'brick.png'), ('skimage', 'camera.png'), ('skimage', 'chelsea.png'),
-    ('skimage', 'coffee.png'), ('skimage', 'grass.png'), ('skimage', 'gravel.png'), ('skimage', 'hubble_deep_field.jpg'),
-    ('skimage', 'moon.png'), ('skimage', 'motorcycle_left.png'), ('skimage', 'rocket.jpg'),
+    ('skimage', 'coffee.png'), ('skimage', 'grass.png'), ('skimage', 'gravel.png'),
+    ('skimage', 'hubble_deep_field.jpg'), ('skimage', 'moon.png'), ('skimage', 'motorcycle_left.png'),
+    ('skimage', 'rocket.jpg'),
     ('sklearn', 'china.jpg'), ('sklearn', 'flower.jpg'))
 
 # %% ../../nbs/01_data.mref.ipynb #58af3d2a
@@ -60,7 +61,8 @@ _IMG_EXT = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp'}
 def builtin_background_files() -> list[Path]:
     "The natural photographs that ship inside scikit-image and scikit-learn."
     import skimage, sklearn.datasets
-    roots = {'skimage': Path(skimage.__file__).parent/'data', 'sklearn': Path(sklearn.datasets.__file__).parent/'images'}
+    roots = {'skimage': Path(skimage.__file__).parent/'data',
+             'sklearn': Path(sklearn.datasets.__file__).parent/'images'}
     files = [roots[pkg]/name for pkg, name in BUILTIN_BACKGROUNDS]
     if missing := [str(f) for f in files if not f.is_file()]:
         raise TdaError(f"built-in background photographs missing: {missing}; reinstall scikit-image and scikit-learn, "
@@ -71,7 +73,9 @@ def background_files(backgrounds: str) -> list[Path]:
     "Files of a background pool: 'builtin' or a folder searched recursively for images."
     if backgrounds == 'builtin': return builtin_background_files()
     root = Path(backgrounds).expanduser()
-    if not root.is_dir(): raise TdaError(f"background folder {root} does not exist; fix `backgrounds` (or backgrounds_dir in settings.ini).")
+    if not root.is_dir():
+        raise TdaError(f"background folder {root} does not exist; fix `backgrounds` (or backgrounds_dir in "
+                       "settings.ini).")
     files = sorted(p for p in root.rglob('*') if p.suffix.lower() in _IMG_EXT)
     if not files: raise TdaError(f"background folder {root} holds no images ({', '.join(sorted(_IMG_EXT))}).")
     return files
@@ -129,11 +133,11 @@ def _add_distractors(rng, canvas, p: MREFParams, mnist):
 def _place_batch(rngs, S: np.ndarray, act, p: MREFParams) -> list:
     """Rejection-sample a scale and a position for one digit on canvases `act` of a batch.
 
-    For each canvas (`S[i]`, the summed-area table of its ink so far) up to `max_redraws` scales with `max_tries` positions
-    each are drawn from its own generator, and the first position in drawing order whose box holds no
-    ink is taken: the sequential rejection loop's answer. All positions of all canvases are tested in
-    one step against the summed-area tables (a box's ink count is four look-ups). Returns, per
-    canvas, (scale, size, y, x) or None."""
+    For each canvas (`S[i]`, the summed-area table of its ink so far) up to `max_redraws` scales with
+    `max_tries` positions each are drawn from its own generator, and the first position in drawing
+    order whose box holds no ink is taken: the sequential rejection loop's answer. All positions of
+    all canvases are tested in one step against the summed-area tables (a box's ink count is four
+    look-ups). Returns, per canvas, (scale, size, y, x) or None."""
     B, (H, W), R, T = len(rngs), p.canvas, p.max_redraws, p.max_tries
     u = np.stack([r.random(R * (2 * T + 1)) for r in rngs])
     lo, hi = p.scale
@@ -152,7 +156,9 @@ def _place_batch(rngs, S: np.ndarray, act, p: MREFParams) -> list:
     first = ok.argmax(1)
     res = []
     for i, f in enumerate(first):
-        if not ok[i, f]: res.append(None); continue
+        if not ok[i, f]:
+            res.append(None)
+            continue
         r, t = divmod(int(f), T)
         res.append((float(scales[i, r]), int(z[i, r, 0]), int(ys[i, r, t]), int(xs[i, r, t])))
     return res
@@ -188,7 +194,7 @@ def _composite(a: dict, alpha, owner):
     return np.rint(bg).astype(np.uint8), inst
 
 def _add_ink(S: np.ndarray, ink: np.ndarray, y: int, x: int):
-    "Update the summed-area table `S` (S[i, j] = ink in rows < i, columns < j) for `ink` placed at (y, x) on empty ground."
+    "Update the summed-area table `S` (S[i, j] = ink in rows < i, columns < j) for `ink` at (y, x) on empty ground."
     z0, z1 = ink.shape
     C = np.cumsum(np.cumsum(ink, 0, dtype=np.int32), 1)
     S[y+1:y+1+z0, x+1:x+1+z1] += C
@@ -216,7 +222,9 @@ def make_images(rngs, p: MREFParams, mnist, by_class, bg_files=None) -> list:
             act = [j for j, a in enumerate(att) if a['n'] >= k and not failed[j]]
             if not act: break
             for j, placed in zip(act, _place_batch([rngs[todo[j]] for j in act], S, act, p)):
-                if placed is None: failed[j] = True; continue
+                if placed is None:
+                    failed[j] = True
+                    continue
                 scale, size, y, x = placed
                 a = att[j]
                 g = _resize(mnist.images[a['idx'][k-1]], size)
@@ -262,17 +270,18 @@ def _make_chunk(task):
     made = make_images([image_rng(p.seed, split, i) for i in range(start, stop)], p, mnist, by_class, _W['bg_files'])
     for i, (img, inst, r) in enumerate(made, start):
         r['image'] = i
-        imgs.append(zlib.compress(img.tobytes(), level)); insts.append(zlib.compress(inst.tobytes(), level))
+        imgs.append(zlib.compress(img.tobytes(), level))
+        insts.append(zlib.compress(inst.tobytes(), level))
         rows.append(r)
     return split, start, imgs, insts, np.concatenate(rows)
 
 def _importable_workers():
-    "The worker functions by their importable names: spawned processes import them (a notebook's own definitions live in `__main__`)."
+    "The worker functions by importable names: spawned processes import them (a notebook's live in `__main__`)."
     from tda.data import mref
     return mref._init_worker, mref._make_chunk
 
 def mp_context(start_method: str | None = None):
-    "`start_method`, else 'fork' on Linux while CUDA is untouched (fast, and scripts need no `__main__` guard), else 'spawn'."
+    "`start_method`, else 'fork' on Linux while CUDA is untouched (fast, no `__main__` guard needed), else 'spawn'."
     if start_method is None:
         torch = sys.modules.get('torch')
         cuda = torch is not None and torch.cuda.is_initialized()
@@ -289,8 +298,10 @@ def _tasks(p: MREFParams, chunk: int, level: int):
 def _create_split(f, split, n, p: MREFParams, level):
     H, W = p.canvas
     g = f.create_group(split)
-    g.create_dataset('images', (n, H, W, 3), np.uint8, chunks=(1, H, W, 3) if n else None, compression='gzip', compression_opts=level)
-    g.create_dataset('instances', (n, H, W), np.uint8, chunks=(1, H, W) if n else None, compression='gzip', compression_opts=level)
+    g.create_dataset('images', (n, H, W, 3), np.uint8, chunks=(1, H, W, 3) if n else None, compression='gzip',
+                     compression_opts=level)
+    g.create_dataset('instances', (n, H, W), np.uint8, chunks=(1, H, W) if n else None, compression='gzip',
+                     compression_opts=level)
     return g
 
 def _write_tables(g, rows: np.ndarray, level):
@@ -317,7 +328,8 @@ def generate_mref(path, params: MREFParams, workers: int | None = None, overwrit
         with h5py.File(tmp, 'w') as f:
             groups = {s: _create_split(f, s, n, p, level) for s, n in p.splits.items()}
             rows = {s: [] for s in p.splits}
-            bar = tqdm(total=sum(p.splits.values()), desc=f"{p.variant} -> {path.name}", unit='img', disable=not progress)
+            bar = tqdm(total=sum(p.splits.values()), desc=f"{p.variant} -> {path.name}", unit='img',
+                       disable=not progress)
             ex = None
             try:  # whatever interrupts (Ctrl-C included), pending chunks are cancelled and the pool shut down
                 if workers == 1:
@@ -325,7 +337,8 @@ def generate_mref(path, params: MREFParams, workers: int | None = None, overwrit
                     results = map(_make_chunk, tasks)
                 else:
                     init_fn, chunk_fn = _importable_workers()
-                    ex = ProcessPoolExecutor(workers, mp_context=mp_context(start_method), initializer=init_fn, initargs=init)
+                    ex = ProcessPoolExecutor(workers, mp_context=mp_context(start_method), initializer=init_fn,
+                                             initargs=init)
                     results = ex.map(chunk_fn, tasks)
                 for split, start, imgs, insts, r in results:
                     check()
@@ -357,6 +370,7 @@ def ensure_dataset(variant: str, size: str, seed: int = 0, workers: int | None =
     if fn.exists():
         if mref_info(fn)['params'] != params.to_dict():
             raise TdaError(f"{fn} exists but was made with other parameters; delete it or regenerate it with "
-                           f"`tda data generate --variant {variant} --size {size} --seed {seed} --out {fn} --overwrite`.")
+                           f"`tda data generate --variant {variant} --size {size} --seed {seed} --out {fn} "
+                           "--overwrite`.")
         return fn.resolve()
     return generate_mref(fn, params, workers=workers, progress=progress).resolve()

@@ -49,7 +49,8 @@ class MREFObjectsDataset(Dataset):
         self.starts = np.searchsorted(self.digits['image'], np.arange(n + 1))
         most = int(np.diff(self.starts).max()) if n else 0
         if max_objects is not None and max_objects < most:
-            raise TdaError(f"{self.path} has images with {most} digits; max_objects={max_objects} is too small (leave it None).")
+            raise TdaError(f"{self.path} has images with {most} digits; max_objects={max_objects} is too small "
+                           "(leave it None).")
         self.max_objects = max_objects or most
         self._h5, self._pid = None, None
 
@@ -81,10 +82,12 @@ class MREFObjectsDataset(Dataset):
                 kp[c], vis[c], scale[c] = (b[:2] + b[2:]) / 2, True, max(b[2] - b[0], b[3] - b[1])
         img = torch.as_tensor(self._image(i)).permute(2, 0, 1).float().div_(255)
         return {'image': img, 'boxes': torch.from_numpy(boxes), 'box_labels': torch.from_numpy(labels),
-                'keypoints': torch.from_numpy(kp), 'visible': torch.from_numpy(vis), 'kp_scale': torch.from_numpy(scale),
-                'index': torch.tensor(i)}
+                'keypoints': torch.from_numpy(kp), 'visible': torch.from_numpy(vis),
+                'kp_scale': torch.from_numpy(scale), 'index': torch.tensor(i)}
 
     def __getstate__(self):  # never send an open file handle to another process
         return {**self.__dict__, '_h5': None, '_pid': None}
 
-    def __repr__(self): return f"MREFObjectsDataset({self.path.name!r}, {self.split!r}: {len(self)} images, up to {self.max_objects} digits)"
+    def __repr__(self):
+        return (f"MREFObjectsDataset({self.path.name!r}, {self.split!r}: {len(self)} images, "
+                f"up to {self.max_objects} digits)")

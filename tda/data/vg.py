@@ -1,4 +1,4 @@
-"""Visual Genome attributes for query-conditioned attribute prediction (Seo et al., section 5.2): a loader of Visual Genome's own files cached to one HDF5 file, a PyTorch dataset over it, and a generator that writes a small dataset in Visual Genome's layout from MNIST Reference images.
+"""Visual Genome attributes for query-conditioned attribute prediction (Seo et al., section 5.2).
 
 Docs: https://tda-developers.github.io/tda/data.vg.html.md"""
 
