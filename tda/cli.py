@@ -18,8 +18,9 @@ import yaml
 
 import tda
 from .core import TdaError, find_file, get_settings, read_yaml, resolve_path, run_record, write_json
-from .data.mref import (FORMAT, SIZES, VARIANTS, MREFParams, data_format, dataset_path, generate_mref, mref_info,
-                           mref_params, verify_mref)
+from .data.files import SIZES, VARIANTS, MREFParams, data_format, mref_info, mref_params, verify_mref
+from .data.moving_digits import CLIP_FORMAT, make_moving_digits, moving_digits_info, verify_moving_digits
+from .data.mref import dataset_path, generate_mref
 
 # %% auto #0
 __all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'read_recipe', 'recipe_params', 'load_recipe', 'cmd_generate',
@@ -53,32 +54,38 @@ def _parse_set(items) -> dict:
 
 # %% ../nbs/06_cli.ipynb #5df1a994
 def _generate_clips(recipe: dict, a):
-    from tda.data.tasks import make_moving_digits
     d = {k: v for k, v in recipe.items() if k not in ('dataset', 'variant')}
     name = d.pop('size', 'smoke')
     output = d.pop('output', None) or f'moving_digits_{name}.h5'
     out = resolve_path(a.out or output)
     t = time.perf_counter()
     try: make_moving_digits(out, **d, overwrite=a.overwrite, progress=not a.quiet)
-    except TypeError as e: raise TdaError(f"bad moving-digits recipe option: {e}; see tda.data.tasks.make_moving_digits.") from None
+    except TypeError as e:
+        raise TdaError(f"bad moving-digits recipe option: {e}; "
+                       "see tda.data.moving_digits.make_moving_digits.") from None
     print(f"wrote {out} (moving digits, seed {d.get('seed', 0)}) in {time.perf_counter() - t:.1f} s")
 
 def cmd_generate(a):
+    "`tda data generate`: an MNIST Reference file (or moving-digit clips) from a recipe."
     recipe = read_recipe(a.recipe) if a.recipe else {}
     recipe.update({k: getattr(a, k) for k in ('variant', 'size', 'seed') if getattr(a, k) is not None})
     recipe.update(_parse_set(a.set))
     dataset = recipe.get('dataset', 'mref')
     if dataset == 'moving_digits': return _generate_clips(recipe, a)
-    if dataset != 'mref': raise TdaError(f"a recipe's dataset must be 'mref' (MREF, MDIST, MBG: see variant) or 'moving_digits', not {dataset!r}.")
+    if dataset != 'mref':
+        raise TdaError(f"a recipe's dataset must be 'mref' (MREF, MDIST, MBG: see variant) or 'moving_digits', "
+                       f"not {dataset!r}.")
     recipe.pop('dataset', None)
     params, out = recipe_params(recipe)
     out = resolve_path(a.out) if a.out else out
     t = time.perf_counter()
     generate_mref(out, params, workers=a.workers, overwrite=a.overwrite, progress=not a.quiet)
-    counts = ', '.join(f"{s} {c['images']} images / {c['questions']} questions" for s, c in mref_info(out)['splits'].items())
+    splits = mref_info(out)['splits'].items()
+    counts = ', '.join(f"{s} {c['images']} images / {c['questions']} questions" for s, c in splits)
     print(f"wrote {out} ({params.variant}, seed {params.seed}: {counts}) in {time.perf_counter() - t:.1f} s")
 
 def cmd_show(a):
+    "`tda data show`: a PNG grid of samples of a dataset file."
     from tda.viz import save_mref_grid
     file = resolve_path(a.file, must_exist=True, what='dataset file')
     out = resolve_path(a.out) if a.out else file.with_name(f"{file.stem}_{a.split}.png")
@@ -105,13 +112,12 @@ def _print_clips(info: dict):
     print('  params: ' + json.dumps(info['params']))
 
 def cmd_info(a):
+    "`tda data info`: splits, counts and parameters of a dataset file (read in full with `--check`)."
     file = resolve_path(a.file, must_exist=True, what='dataset file')
     fmt = data_format(file)
-    if clips := fmt not in (None, FORMAT):  # perhaps moving digits (tda.data.tasks imports torch: only then)
-        from tda.data import tasks
-        clips = fmt == tasks.CLIP_FORMAT
-    info = tasks.moving_digits_info(file) if clips else mref_info(file)
-    if a.check: info['check'] = tasks.verify_moving_digits(file) if clips else verify_mref(file)
+    clips = fmt == CLIP_FORMAT
+    info = moving_digits_info(file) if clips else mref_info(file)
+    if a.check: info['check'] = verify_moving_digits(file) if clips else verify_mref(file)
     if a.json:
         print(json.dumps(info, indent=2))
         return
@@ -127,6 +133,7 @@ def load_train_config(path, overrides: dict | None = None):
     return TrainConfig.from_dict(d)
 
 def cmd_train(a):
+    "`tda train`: train and test one model as a config says."
     from tda.train import train
     cfg = load_train_config(a.config, _parse_set(a.set))
     if a.quiet: cfg.progress = False
@@ -142,7 +149,8 @@ def cmd_train(a):
 # %% ../nbs/06_cli.ipynb #53848c1a
 DEMO_MODELS, DEMO_EPOCHS, DEMO_BATCH, DEMO_SEED = ("hattnet_ctx",), 3, 50, 1
 
-def demo(out=None, workers=None, progress=True, epochs: int = DEMO_EPOCHS, models=DEMO_MODELS, seed: int = DEMO_SEED) -> Path:
+def demo(out=None, workers=None, progress=True, epochs: int = DEMO_EPOCHS, models=DEMO_MODELS,
+         seed: int = DEMO_SEED) -> Path:
     "Fresh smoke data, our shipped weights tested on it, a brief training run, and the Table 1 reports in `out`."
     from tda.data.mref import ensure_dataset
     from tda.experiments.table1 import report_pretrained, run_table1
@@ -159,7 +167,8 @@ def demo(out=None, workers=None, progress=True, epochs: int = DEMO_EPOCHS, model
     write_json(out/'run.json', run_record(config, seed=seed))
     shipped = report_pretrained(out/'shipped', files, n_samples=4, seed=seed, progress=progress)
     if shipped:
-        print(f"\nOur shipped weights (trained on paper-size data, seed 0), tested on fresh smoke data (seed {seed}):\n")
+        print("\nOur shipped weights (trained on paper-size data, seed 0), tested on fresh smoke data "
+              f"(seed {seed}):\n")
         print(shipped['table'])
     else: print("\nthis installation ships no trained weights; skipping their evaluation")
     trained = run_table1(out/'trained', variants=['mref'], models=models, size='smoke', seed=seed, epochs=epochs,
@@ -169,15 +178,22 @@ def demo(out=None, workers=None, progress=True, epochs: int = DEMO_EPOCHS, model
     print(f"\ndemo done in {time.time() - t0:.0f} s: {out} (shipped/: the trained weights; trained/: this run)")
     return out
 
-def cmd_demo(a): demo(a.out, a.workers, progress=not a.quiet, epochs=a.epochs)
+def cmd_demo(a):
+    "`tda demo`: see `demo`."
+    demo(a.out, a.workers, progress=not a.quiet, epochs=a.epochs)
 
 # %% ../nbs/06_cli.ipynb #36901de2
 def cmd_sweep(a):
+    "`tda sweep`: run, list or collect the runs of a sweep, or show a notebook's parameters."
     from tda.sweep import collect_sweep, find_notebook, format_parameters, load_sweep, plan_sweep, run_sweep, sweep_dir
-    if a.show: print(format_parameters(find_notebook(a.show))); return
+    if a.show:
+        print(format_parameters(find_notebook(a.show)))
+        return
     if not a.sweep: raise TdaError("name a sweep (e.g. table1_seeds, or a .sweep.yaml file) or --show NOTEBOOK.")
     sw = load_sweep(a.sweep)
-    if a.collect: collect_sweep(sw, out=a.out, progress=True); return
+    if a.collect:
+        collect_sweep(sw, out=a.out, progress=True)
+        return
     if a.dry_run:
         root = sweep_dir(sw, a.out)
         plan = plan_sweep(sw, root, a.retry_failed, a.overwrite)
@@ -186,12 +202,15 @@ def cmd_sweep(a):
             what = 'run' if r.id in todo else 'finished' if r.id in done else 'failed (skipped)'
             print(f"{what:17s} {root/r.id}  {json.dumps(r.params)}")
         return
-    try: rep = run_sweep(sw, jobs=a.jobs, retry_failed=a.retry_failed, overwrite=a.overwrite, out=a.out, progress=not a.quiet)
+    try: rep = run_sweep(sw, jobs=a.jobs, retry_failed=a.retry_failed, overwrite=a.overwrite, out=a.out,
+                         progress=not a.quiet)
     except KeyboardInterrupt:
-        print("tda: sweep interrupted; the runs it stopped have no status.json and run again next time", file=sys.stderr)
+        print("tda: sweep interrupted; the runs it stopped have no status.json and run again next time",
+              file=sys.stderr)
         sys.exit(130)
     failed = rep['failed'] + rep['skipped_failed']
-    print(f"sweep {sw.name}: {len(rep['done'])} finished ({len(rep['ran']) - len(rep['failed'])} now), {len(failed)} failed -> {rep['dir']}")
+    print(f"sweep {sw.name}: {len(rep['done'])} finished ({len(rep['ran']) - len(rep['failed'])} now), "
+          f"{len(failed)} failed -> {rep['dir']}")
     if failed:
         print(f"tda: failed runs: {', '.join(failed)}; each has notebook.ipynb and status.json with the error; "
               f"fix the cause and run again with --retry-failed", file=sys.stderr)
@@ -199,6 +218,7 @@ def cmd_sweep(a):
 
 # %% ../nbs/06_cli.ipynb #7377b7d2
 def build_parser() -> argparse.ArgumentParser:
+    "The `tda` command line: its commands, options and help."
     p = argparse.ArgumentParser(prog='tda', description='Top-down attention in convolutional networks.')
     p.add_argument('--version', action='version', version=f"tda {tda.__version__}")
     sub = p.add_subparsers(dest='command', required=True)
@@ -221,12 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
     w = sub.add_parser('sweep', help='run an experiment notebook over a parameter grid', description=
                        'Run an experiment notebook with papermill once per parameter combination of a sweep file, '
-                       'into <runs_dir>/<sweep>/<run-id>/, then collect every run\'s summary.json into one table and figure.')
+                       'into <runs_dir>/<sweep>/<run-id>/, then collect every run\'s summary.json into one table '
+                       'and figure.')
     w.add_argument('sweep', nargs='?', help='a shipped sweep by name (e.g. table1_seeds) or a sweep YAML file')
-    w.add_argument('--jobs', type=int, default=1, help='runs at once (default 1); with GPUs each job gets its own device')
+    w.add_argument('--jobs', type=int, default=1,
+                   help='runs at once (default 1); with GPUs each job gets its own device')
     w.add_argument('--retry-failed', action='store_true', help='run the failed runs again')
     w.add_argument('--overwrite', action='store_true', help='run every run again, finished ones included')
-    w.add_argument('--collect', action='store_true', help='only gather the finished runs into results.csv/.h5, summary.md, comparison.png')
+    w.add_argument('--collect', action='store_true',
+                   help='only gather the finished runs into results.csv/.h5, summary.md, comparison.png')
     w.add_argument('--dry-run', action='store_true', help='list the runs and what would be done with each')
     w.add_argument('--show', metavar='NOTEBOOK', help="list the parameters (name, default, help) of an experiment "
                    "notebook (a shipped one by name, e.g. mref_table1, or a .ipynb file) and exit")

@@ -65,7 +65,8 @@ def find_settings_file(start=None) -> Path | None:
     "`TDA_SETTINGS`, else the nearest `settings.ini` with a `[tda]` section in `start` (cwd) or a parent."
     if os.environ.get('TDA_SETTINGS'):
         p = Path(os.environ['TDA_SETTINGS']).expanduser()
-        if not p.is_file(): raise TdaError(f"TDA_SETTINGS points to {p}, which is not a file; fix the variable or unset it.")
+        if not p.is_file():
+            raise TdaError(f"TDA_SETTINGS points to {p}, which is not a file; fix the variable or unset it.")
         return p
     here = Path(start or Path.cwd()).resolve()
     for d in [here, *here.parents]:
@@ -99,7 +100,8 @@ def get_settings(start=None) -> Settings:
         cp = configparser.ConfigParser()
         cp.read(f)
         unknown = set(cp['tda']) - set(_SETTINGS)
-        if unknown: raise TdaError(f"{f}: unknown key(s) {sorted(unknown)} in [tda]; valid keys are {sorted(_SETTINGS)}.")
+        if unknown:
+            raise TdaError(f"{f}: unknown key(s) {sorted(unknown)} in [tda]; valid keys are {sorted(_SETTINGS)}.")
         values = dict(cp['tda'])
     defaults = {k: f.parent/d for k, (_, d) in _SETTINGS.items() if d} if f else _user_folders()
     res, used = {}, []
@@ -243,7 +245,8 @@ def check_writable(path, overwrite=False, flag='--overwrite'):
     "Raise a `TdaError` if `path` exists and `overwrite` is false."
     path = Path(path)
     if path.exists() and not overwrite:
-        raise TdaError(f"{path} already exists; pass overwrite=True ({flag} on the command line) to replace it, or choose another path.")
+        raise TdaError(f"{path} already exists; pass overwrite=True ({flag} on the command line) to replace it, "
+                       "or choose another path.")
     return path
 
 _LIVE = set()  # the temporaries this process is writing

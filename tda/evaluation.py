@@ -1,4 +1,4 @@
-"""Classification evaluation for the TDAN experiments: top-1/top-5 at any input resolution, CAM and Grad-CAM for every pass, and weakly-supervised localisation from them.
+"""Classification evaluation for the TDAN experiments: top-1/top-5, CAMs, weakly-supervised localisation.
 
 Docs: https://tda-developers.github.io/tda/evaluation.html.md"""
 

@@ -1,4 +1,4 @@
-"""An interactive attention explorer for JupyterLab: pick a model, an image and a query, and see every attention layer's map and the model's answer.
+"""An interactive attention explorer for JupyterLab: a model, an image, a query; every attention map.
 
 Docs: https://tda-developers.github.io/tda/explorer.html.md"""
 
@@ -19,7 +19,6 @@ from .data.dataset import MREFDataset
 from .metrics import true_positive_strength
 from .models.hattnet import effective_attention
 from .train import load_best
-import tda.models.hattnet  # noqa: F401  (the progressive-attention models by name)
 
 # %% auto #0
 __all__ = ['explorer_model', 'image_queries', 'explore', 'explore_figure', 'figure_png', 'AttentionExplorer']
@@ -77,7 +76,8 @@ def explore_figure(r: dict, name: str = ''):
         ax.imshow(a, cmap='magma', alpha=0.75, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation='nearest')
         ax.set_title(f"layer {l} ({a.shape[0]}x{a.shape[1]})", fontsize=8)
     if 'effective' in r:
-        axes[-1].imshow(r['image'], alpha=0.35); axes[-1].imshow(r['effective'], cmap='magma', alpha=0.75)
+        axes[-1].imshow(r['image'], alpha=0.35)
+        axes[-1].imshow(r['effective'], cmap='magma', alpha=0.75)
         axes[-1].set_title(f"effective (TPS {r['tps']:.2f})", fontsize=8)
     return fig
 

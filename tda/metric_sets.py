@@ -1,4 +1,4 @@
-"""The trainer's metric sets by name: per-sample values from every process, then the scores of classification, MNIST Reference, detection and keypoints.
+"""The trainer's metric sets by name: classification, MNIST Reference, detection and keypoints.
 
 Docs: https://tda-developers.github.io/tda/metric_sets.html.md"""
 

@@ -1,4 +1,4 @@
-"""Attention-quality metrics of the progressive-attention paper: true-positive strength, PR curves, accuracy per scale and the pointing game.
+"""Attention metrics of the progressive-attention paper: TPS, PR curves, accuracy per scale, pointing game.
 
 Docs: https://tda-developers.github.io/tda/metrics.html.md"""
 

@@ -1,4 +1,4 @@
-"""Average precision of multi-label predictions in the PASCAL VOC style (11-point and all-point), and the frequency-weighted mAP of the progressive-attention paper's Visual Genome experiment.
+"""Average precision of multi-label predictions, PASCAL VOC style, and the frequency-weighted mAP.
 
 Docs: https://tda-developers.github.io/tda/multilabel_ap.html.md"""
 

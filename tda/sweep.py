@@ -1,4 +1,4 @@
-"""Run an experiment notebook over a grid of parameters with papermill, resumably, several runs at a time, and gather the results into one table and figure.
+"""Run an experiment notebook over a grid of parameters with papermill, and gather the results.
 
 Docs: https://tda-developers.github.io/tda/sweep.html.md"""
 
@@ -460,8 +460,8 @@ def collect_sweep(sweep, out=None, metrics: list[str] | None = None, over: str |
     with atomic_path(files['summary'], overwrite=True) as tmp: Path(tmp).write_text(md + '\n')
     from tda.viz import save_figure
     n_over = df.groupby(groups, sort=False).size().max() if groups else len(df)
-    save_figure(plot_sweep(df, metrics, groups, over, f"{root.name}: mean ± sd over {over} (up to {n_over} runs each)"),
-                files['figure'], overwrite=True)
+    title = f"{root.name}: mean ± sd over {over} (up to {n_over} runs each)"
+    save_figure(plot_sweep(df, metrics, groups, over, title), files['figure'], overwrite=True)
     if progress:
         print(md)
         if df.attrs['missing']:

@@ -26,13 +26,10 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-import tda.data.dataset  # noqa: F401  (registers the 'mref' dataset)
-import tda.data.imagefolder  # noqa: F401  (registers the 'imagefolder' dataset)
-import tda.data.tasks  # noqa: F401  (registers the 'mref_objects' and 'moving_digits' datasets)
-import tda.data.vg  # noqa: F401  (registers the 'vg_attributes' dataset)
 from .checkpoint import load_checkpoint, save_checkpoint
-from .core import (DATASETS, LOSSES, TdaError, atomic_path, get_settings, remove_stale_temporaries,
+from .core import (LOSSES, TdaError, atomic_path, get_settings, remove_stale_temporaries,
                       resolve_path, run_record, temporary_owner, write_json)
+from .data import create_dataset
 from .losses import cross_entropy, decode_heatmaps, gaussian_heatmaps, heatmap_mse, model_loss
 from .metric_sets import (ClassificationMetrics, DetectionMetrics, KeypointMetrics, MREFMetrics, PerSampleMetrics,
                              metric_set)
@@ -197,7 +194,7 @@ def data_loader(ds, batch_size, train, cfg):
 def _build(cfg: TrainConfig):
     "The datasets and the model of `cfg`, checked against each other; nothing is written yet."
     data = resolve_data(cfg.data)
-    ds = {s: DATASETS.create(cfg.dataset, path=data, split=s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
+    ds = {s: create_dataset(cfg.dataset, data, s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
     model_args = dict(cfg.model_args)
     # a classification set
     if hasattr(ds['train'], 'classes'): model_args.setdefault('num_classes', len(ds['train'].classes))

@@ -1,4 +1,4 @@
-"""Figures: sample grids of the MNIST Reference datasets, accuracy per scale, attention precision-recall curves and attention maps per layer.
+"""Figures: MNIST Reference samples, accuracy per scale, attention PR curves and attention maps per layer.
 
 Docs: https://tda-developers.github.io/tda/viz.html.md"""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import atomic_path
-from .data.mref import h5_errors, open_mref
+from .data.files import h5_errors, open_mref
 
 # %% auto #0
 __all__ = ['MODEL_LABELS', 'mref_grid', 'save_mref_grid', 'scale_bin_labels', 'plot_accuracy_per_scale', 'plot_pr_curves',

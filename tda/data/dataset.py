@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..core import DATASETS
-from .mref import h5_errors, open_mref
+from .files import h5_errors, open_mref
 
 # %% auto #0
-__all__ = ['QuestionsByImage', 'MREFDataset']
+__all__ = ['QuestionsByImage', 'MREFDataset', 'create_dataset']
 
 # %% ../../nbs/01_data.dataset.ipynb #6269bbfd
 class QuestionsByImage(Sampler):
@@ -147,3 +147,8 @@ class MREFDataset(Dataset):
         where = 'in memory' if self._images is not None else 'from disk'
         if self.device is not None: where = 'on ' + str(self.device)
         return f"MREFDataset({self.path.name}, {self.split}: {len(self)} questions, {self.variant}, {where})"
+
+# %% ../../nbs/01_data.dataset.ipynb #5609636b
+def create_dataset(name: str, path, split: str = 'train', **options) -> Dataset:
+    "The registered dataset `name` ('mref', 'imagefolder', 'moving_digits', ...) of the file `path`, split `split`."
+    return DATASETS.create(name, path=path, split=split, **options)

@@ -1,4 +1,4 @@
-"""ImageFolder-style classification datasets (ImageNet, ImageNet-V2, CUB, ...) for the trainer, with the TDAN recipe's augmentation, and a small one made from MNIST Reference digits with ground-truth boxes and masks.
+"""ImageFolder-style classification datasets (ImageNet, ImageNet-V2, CUB, ...) for the trainer.
 
 Docs: https://tda-developers.github.io/tda/data.imagefolder.html.md"""
 
@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..core import DATASETS, TdaError, atomic_path, run_record
-from .mref import h5_errors, open_mref
+from .files import h5_errors, open_mref
 
 # %% auto #0
 __all__ = ['MEAN', 'STD', 'AUGMENTATIONS', 'eval_transform', 'train_transform', 'eval_geometry', 'ImageFolderDataset',

@@ -1,4 +1,4 @@
-"""The MNIST Reference datasets of Seo et al. (MREF, MDIST, MBG): a fast, deterministic, parallel generator that writes one HDF5 file per dataset.
+"""The MNIST Reference datasets of Seo et al. (MREF, MDIST, MBG): a fast, deterministic, parallel generator.
 
 Docs: https://tda-developers.github.io/tda/data.mref.html.md"""
 
@@ -7,15 +7,12 @@ Docs: https://tda-developers.github.io/tda/data.mref.html.md"""
 # %% ../../nbs/01_data.mref.ipynb #ddf2051e
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing as mp
 import os
-import shlex
 import sys
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,113 +21,36 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..core import (TdaError, atomic_path, check_writable, get_settings, interrupt_checkpoints, run_record,
-                      temporary_owner)
+from ..core import TdaError, atomic_path, check_writable, get_settings, interrupt_checkpoints, run_record
+from .files import (DIGIT_DTYPE, FORMAT, PALETTE, QUESTION_DTYPE, SIZES, SPLITS, VARIANTS, MREFParams,
+                            data_format, file_params, h5_errors, mref_info, mref_params, open_h5, open_mref,
+                            remake_command, verify_mref)
 from .mnist import load_mnist
 
 # %% auto #0
-__all__ = ['FORMAT', 'GENERATOR_VERSION', 'VARIANTS', 'SPLITS', 'PALETTE', 'SIZES', 'BUILTIN_BACKGROUNDS', 'DIGIT_DTYPE',
-           'QUESTION_DTYPE', 'MREFParams', 'mref_params', 'dataset_path', 'builtin_background_files',
-           'background_files', 'image_rng', 'make_images', 'make_image', 'mp_context', 'generate_mref',
+__all__ = ['GENERATOR_VERSION', 'BUILTIN_BACKGROUNDS', 'dataset_path', 'builtin_background_files', 'background_files',
+           'image_rng', 'make_images', 'make_image', 'mp_context', 'generate_mref', 'ensure_dataset', 'FORMAT',
+           'VARIANTS', 'SPLITS', 'PALETTE', 'SIZES', 'DIGIT_DTYPE', 'QUESTION_DTYPE', 'MREFParams', 'mref_params',
            'remake_command', 'file_params', 'h5_errors', 'open_h5', 'data_format', 'open_mref', 'mref_info',
-           'verify_mref', 'ensure_dataset']
+           'verify_mref']
+
+# %% ../../nbs/01_data.mref.ipynb #982473c7
+# The format, the parameters and the checks of a file live in data.files; this module's names for them stay.
+_all_ = ['FORMAT', 'VARIANTS', 'SPLITS', 'PALETTE', 'SIZES', 'DIGIT_DTYPE', 'QUESTION_DTYPE', 'MREFParams',
+         'mref_params', 'remake_command', 'file_params', 'h5_errors', 'open_h5', 'data_format', 'open_mref',
+         'mref_info', 'verify_mref']
 
 # %% ../../nbs/01_data.mref.ipynb #10ae699d
-FORMAT = 'tda.mref/1'
 GENERATOR_VERSION = '1.0'
-VARIANTS = ('mref', 'mdist', 'mbg')
-SPLITS = ('train', 'val', 'test')
-#: The answer label of a digit is the index of its colour in this list.
-PALETTE = (('red', (255, 0, 0)), ('green', (0, 255, 0)), ('blue', (0, 0, 255)),
-           ('yellow', (255, 255, 0)), ('white', (255, 255, 255)))
-#: Images per split. 'paper' gives about 30k/10k/10k questions (7 digits per image on average).
-SIZES = {'smoke': {'train': 256, 'val': 64, 'test': 64},
-         'paper': {'train': 4286, 'val': 1429, 'test': 1429}}
 #: Natural photographs of the built-in MBG pool: (package, file inside its data folder).
 BUILTIN_BACKGROUNDS = (
     ('skimage', 'astronaut.png'), ('skimage', 'brick.png'), ('skimage', 'camera.png'), ('skimage', 'chelsea.png'),
-    ('skimage', 'coffee.png'), ('skimage', 'grass.png'), ('skimage', 'gravel.png'), ('skimage', 'hubble_deep_field.jpg'),
-    ('skimage', 'moon.png'), ('skimage', 'motorcycle_left.png'), ('skimage', 'rocket.jpg'),
+    ('skimage', 'coffee.png'), ('skimage', 'grass.png'), ('skimage', 'gravel.png'),
+    ('skimage', 'hubble_deep_field.jpg'), ('skimage', 'moon.png'), ('skimage', 'motorcycle_left.png'),
+    ('skimage', 'rocket.jpg'),
     ('sklearn', 'china.jpg'), ('sklearn', 'flower.jpg'))
 
 # %% ../../nbs/01_data.mref.ipynb #58af3d2a
-def _pair(v, name, typ):
-    try:
-        a, b = (typ(x) for x in v)
-    except (TypeError, ValueError):
-        raise TdaError(f"{name} must be a pair [low, high] of {typ.__name__}s, not {v!r}.") from None
-    if a > b: raise TdaError(f"{name} must be [low, high] with low <= high, not {v!r}.")
-    return (a, b)
-
-@dataclass
-class MREFParams:
-    "Every option of the MNIST Reference generator."
-    variant: str = 'mref'              # mref | mdist | mbg
-    splits: dict = field(default_factory=lambda: dict(SIZES['smoke']))  # images per split
-    seed: int = 0
-    canvas: tuple = (100, 100)         # height, width
-    digits: tuple = (5, 9)             # digits per image, inclusive; distinct classes
-    scale: tuple = (0.5, 3.0)          # digit scale range, times 28 px
-    palette: tuple = PALETTE           # (name, (r, g, b)); the answer is the index
-    brightness_sd: float = 10.0        # sd of the per-digit brightness offset (0-255 scale)
-    distractors: int | None = None     # distractors per image; None: 17 for mdist, else 0
-    distractor_size: int = 5           # side of the square crop of an MNIST digit
-    distractor_scale: tuple = (0.5, 3.0)
-    backgrounds: str | None = None     # mbg: folder of images; None: settings, else built-in pool
-    max_tries: int = 50                # positions tried per scale
-    max_redraws: int = 20              # scales tried per digit before the image starts again
-    max_restarts: int = 100            # image restarts before giving up with an error
-
-    def __post_init__(self):
-        if self.variant not in VARIANTS: raise TdaError(f"variant must be one of {VARIANTS}, not {self.variant!r}.")
-        if not isinstance(self.splits, dict) or not self.splits or set(self.splits) - set(SPLITS):
-            raise TdaError(f"splits must map some of {SPLITS} to image counts, not {self.splits!r}.")
-        self.splits = {k: int(self.splits[k]) for k in SPLITS if k in self.splits}
-        if any(n < 0 for n in self.splits.values()) or not any(self.splits.values()):
-            raise TdaError(f"split sizes must be >= 0 and not all 0: {self.splits}.")
-        self.seed = int(self.seed)
-        self.canvas = _pair(self.canvas, 'canvas', int) if not isinstance(self.canvas, int) else (self.canvas,)*2
-        self.digits = _pair(self.digits, 'digits', int)
-        if not 1 <= self.digits[0] <= self.digits[1] <= 10:
-            raise TdaError(f"digits per image must lie in [1, 10] (the digits of an image have distinct classes), not {self.digits}.")
-        self.scale = _pair(self.scale, 'scale', float)
-        self.distractor_scale = _pair(self.distractor_scale, 'distractor_scale', float)
-        if self.scale[0] <= 0 or self.distractor_scale[0] <= 0: raise TdaError("scales must be > 0.")
-        if round(28*self.scale[0]) > min(self.canvas):
-            raise TdaError(f"the smallest digit ({round(28*self.scale[0])} px at scale {self.scale[0]}) does not fit the "
-                           f"{self.canvas} canvas; use a larger canvas or a smaller scale.")
-        try:
-            self.palette = tuple((str(n), tuple(int(c) for c in rgb)) for n, rgb in self.palette)
-        except (TypeError, ValueError):
-            raise TdaError(f"palette must be a list of [name, [r, g, b]], not {self.palette!r}.") from None
-        if not self.palette or any(len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb) for _, rgb in self.palette):
-            raise TdaError(f"palette must be a non-empty list of [name, [r, g, b]] with 0 <= r, g, b <= 255: {self.palette!r}.")
-        if self.brightness_sd < 0: raise TdaError(f"brightness_sd must be >= 0, not {self.brightness_sd}.")
-        if self.distractors is None: self.distractors = 17 if self.variant == 'mdist' else 0
-        if self.distractors < 0: raise TdaError(f"distractors must be >= 0, not {self.distractors}.")
-        if not 1 <= self.distractor_size <= 28: raise TdaError(f"distractor_size must lie in [1, 28], not {self.distractor_size}.")
-        if self.variant == 'mbg':
-            self.backgrounds = str(self.backgrounds or get_settings().backgrounds_dir or 'builtin')
-        for k in ('max_tries', 'max_redraws', 'max_restarts'):
-            if int(getattr(self, k)) < 1: raise TdaError(f"{k} must be >= 1.")
-
-    def to_dict(self) -> dict:
-        "JSON-ready parameters."
-        return json.loads(json.dumps(asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MREFParams:
-        "Parameters from a dict (a recipe, a file's `params`); unknown keys are an error."
-        known = {f.name for f in fields(cls)}
-        if unknown := set(d) - known:
-            raise TdaError(f"unknown generator option(s) {sorted(unknown)}; valid options are {sorted(known)}.")
-        return cls(**d)
-
-def mref_params(variant='mref', size='smoke', **options) -> MREFParams:
-    "Parameters for `variant` at a named `size` ('smoke' or 'paper'), with any option overridden."
-    if size not in SIZES: raise TdaError(f"size must be one of {sorted(SIZES)}, not {size!r}.")
-    return MREFParams.from_dict({'variant': variant, 'splits': dict(SIZES[size]), **options})
-
 def dataset_path(variant='mref', size='smoke', seed: int = 0) -> Path:
     "Where a named dataset lives: `<data_dir>/<variant>_<size>.h5`, with `_seed<N>` for seeds other than 0."
     return get_settings().data_dir/(f"{variant}_{size}.h5" if seed == 0 else f"{variant}_{size}_seed{seed}.h5")
@@ -141,7 +61,8 @@ _IMG_EXT = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp'}
 def builtin_background_files() -> list[Path]:
     "The natural photographs that ship inside scikit-image and scikit-learn."
     import skimage, sklearn.datasets
-    roots = {'skimage': Path(skimage.__file__).parent/'data', 'sklearn': Path(sklearn.datasets.__file__).parent/'images'}
+    roots = {'skimage': Path(skimage.__file__).parent/'data',
+             'sklearn': Path(sklearn.datasets.__file__).parent/'images'}
     files = [roots[pkg]/name for pkg, name in BUILTIN_BACKGROUNDS]
     if missing := [str(f) for f in files if not f.is_file()]:
         raise TdaError(f"built-in background photographs missing: {missing}; reinstall scikit-image and scikit-learn, "
@@ -152,7 +73,9 @@ def background_files(backgrounds: str) -> list[Path]:
     "Files of a background pool: 'builtin' or a folder searched recursively for images."
     if backgrounds == 'builtin': return builtin_background_files()
     root = Path(backgrounds).expanduser()
-    if not root.is_dir(): raise TdaError(f"background folder {root} does not exist; fix `backgrounds` (or backgrounds_dir in settings.ini).")
+    if not root.is_dir():
+        raise TdaError(f"background folder {root} does not exist; fix `backgrounds` (or backgrounds_dir in "
+                       "settings.ini).")
     files = sorted(p for p in root.rglob('*') if p.suffix.lower() in _IMG_EXT)
     if not files: raise TdaError(f"background folder {root} holds no images ({', '.join(sorted(_IMG_EXT))}).")
     return files
@@ -169,9 +92,6 @@ def _load_background(path: Path, min_hw: tuple) -> np.ndarray:
 
 # %% ../../nbs/01_data.mref.ipynb #99e4007e
 _SPLIT_ID = {s: i for i, s in enumerate(SPLITS)}
-DIGIT_DTYPE = np.dtype([('image', '<u4'), ('slot', 'u1'), ('label', 'u1'), ('colour', 'u1'), ('scale', '<f4'),
-                        ('box', '<u2', (4,)), ('brightness', '<f4'), ('mnist_index', '<u4')])
-QUESTION_DTYPE = np.dtype([('image', '<u4'), ('slot', 'u1'), ('query', 'u1'), ('answer', 'u1')])
 
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     "The random generator of image `index` of `split`."
@@ -213,11 +133,11 @@ def _add_distractors(rng, canvas, p: MREFParams, mnist):
 def _place_batch(rngs, S: np.ndarray, act, p: MREFParams) -> list:
     """Rejection-sample a scale and a position for one digit on canvases `act` of a batch.
 
-    For each canvas (`S[i]`, the summed-area table of its ink so far) up to `max_redraws` scales with `max_tries` positions
-    each are drawn from its own generator, and the first position in drawing order whose box holds no
-    ink is taken: the sequential rejection loop's answer. All positions of all canvases are tested in
-    one step against the summed-area tables (a box's ink count is four look-ups). Returns, per
-    canvas, (scale, size, y, x) or None."""
+    For each canvas (`S[i]`, the summed-area table of its ink so far) up to `max_redraws` scales with
+    `max_tries` positions each are drawn from its own generator, and the first position in drawing
+    order whose box holds no ink is taken: the sequential rejection loop's answer. All positions of
+    all canvases are tested in one step against the summed-area tables (a box's ink count is four
+    look-ups). Returns, per canvas, (scale, size, y, x) or None."""
     B, (H, W), R, T = len(rngs), p.canvas, p.max_redraws, p.max_tries
     u = np.stack([r.random(R * (2 * T + 1)) for r in rngs])
     lo, hi = p.scale
@@ -236,7 +156,9 @@ def _place_batch(rngs, S: np.ndarray, act, p: MREFParams) -> list:
     first = ok.argmax(1)
     res = []
     for i, f in enumerate(first):
-        if not ok[i, f]: res.append(None); continue
+        if not ok[i, f]:
+            res.append(None)
+            continue
         r, t = divmod(int(f), T)
         res.append((float(scales[i, r]), int(z[i, r, 0]), int(ys[i, r, t]), int(xs[i, r, t])))
     return res
@@ -272,7 +194,7 @@ def _composite(a: dict, alpha, owner):
     return np.rint(bg).astype(np.uint8), inst
 
 def _add_ink(S: np.ndarray, ink: np.ndarray, y: int, x: int):
-    "Update the summed-area table `S` (S[i, j] = ink in rows < i, columns < j) for `ink` placed at (y, x) on empty ground."
+    "Update the summed-area table `S` (S[i, j] = ink in rows < i, columns < j) for `ink` at (y, x) on empty ground."
     z0, z1 = ink.shape
     C = np.cumsum(np.cumsum(ink, 0, dtype=np.int32), 1)
     S[y+1:y+1+z0, x+1:x+1+z1] += C
@@ -300,7 +222,9 @@ def make_images(rngs, p: MREFParams, mnist, by_class, bg_files=None) -> list:
             act = [j for j, a in enumerate(att) if a['n'] >= k and not failed[j]]
             if not act: break
             for j, placed in zip(act, _place_batch([rngs[todo[j]] for j in act], S, act, p)):
-                if placed is None: failed[j] = True; continue
+                if placed is None:
+                    failed[j] = True
+                    continue
                 scale, size, y, x = placed
                 a = att[j]
                 g = _resize(mnist.images[a['idx'][k-1]], size)
@@ -346,17 +270,18 @@ def _make_chunk(task):
     made = make_images([image_rng(p.seed, split, i) for i in range(start, stop)], p, mnist, by_class, _W['bg_files'])
     for i, (img, inst, r) in enumerate(made, start):
         r['image'] = i
-        imgs.append(zlib.compress(img.tobytes(), level)); insts.append(zlib.compress(inst.tobytes(), level))
+        imgs.append(zlib.compress(img.tobytes(), level))
+        insts.append(zlib.compress(inst.tobytes(), level))
         rows.append(r)
     return split, start, imgs, insts, np.concatenate(rows)
 
 def _importable_workers():
-    "The worker functions by their importable names: spawned processes import them (a notebook's own definitions live in `__main__`)."
+    "The worker functions by importable names: spawned processes import them (a notebook's live in `__main__`)."
     from tda.data import mref
     return mref._init_worker, mref._make_chunk
 
 def mp_context(start_method: str | None = None):
-    "`start_method`, else 'fork' on Linux while CUDA is untouched (fast, and scripts need no `__main__` guard), else 'spawn'."
+    "`start_method`, else 'fork' on Linux while CUDA is untouched (fast, no `__main__` guard needed), else 'spawn'."
     if start_method is None:
         torch = sys.modules.get('torch')
         cuda = torch is not None and torch.cuda.is_initialized()
@@ -373,8 +298,10 @@ def _tasks(p: MREFParams, chunk: int, level: int):
 def _create_split(f, split, n, p: MREFParams, level):
     H, W = p.canvas
     g = f.create_group(split)
-    g.create_dataset('images', (n, H, W, 3), np.uint8, chunks=(1, H, W, 3) if n else None, compression='gzip', compression_opts=level)
-    g.create_dataset('instances', (n, H, W), np.uint8, chunks=(1, H, W) if n else None, compression='gzip', compression_opts=level)
+    g.create_dataset('images', (n, H, W, 3), np.uint8, chunks=(1, H, W, 3) if n else None, compression='gzip',
+                     compression_opts=level)
+    g.create_dataset('instances', (n, H, W), np.uint8, chunks=(1, H, W) if n else None, compression='gzip',
+                     compression_opts=level)
     return g
 
 def _write_tables(g, rows: np.ndarray, level):
@@ -401,7 +328,8 @@ def generate_mref(path, params: MREFParams, workers: int | None = None, overwrit
         with h5py.File(tmp, 'w') as f:
             groups = {s: _create_split(f, s, n, p, level) for s, n in p.splits.items()}
             rows = {s: [] for s in p.splits}
-            bar = tqdm(total=sum(p.splits.values()), desc=f"{p.variant} -> {path.name}", unit='img', disable=not progress)
+            bar = tqdm(total=sum(p.splits.values()), desc=f"{p.variant} -> {path.name}", unit='img',
+                       disable=not progress)
             ex = None
             try:  # whatever interrupts (Ctrl-C included), pending chunks are cancelled and the pool shut down
                 if workers == 1:
@@ -409,7 +337,8 @@ def generate_mref(path, params: MREFParams, workers: int | None = None, overwrit
                     results = map(_make_chunk, tasks)
                 else:
                     init_fn, chunk_fn = _importable_workers()
-                    ex = ProcessPoolExecutor(workers, mp_context=mp_context(start_method), initializer=init_fn, initargs=init)
+                    ex = ProcessPoolExecutor(workers, mp_context=mp_context(start_method), initializer=init_fn,
+                                             initargs=init)
                     results = ex.map(chunk_fn, tasks)
                 for split, start, imgs, insts, r in results:
                     check()
@@ -433,183 +362,6 @@ def generate_mref(path, params: MREFParams, workers: int | None = None, overwrit
                 run=json.dumps(run_record(p.to_dict(), p.seed, workers=workers), default=str))
     return path
 
-# %% ../../nbs/01_data.mref.ipynb #ecebbd71
-def remake_command(path, params: dict | None = None) -> str:
-    "The `tda data generate` command that writes the MNIST Reference file `path` with `params` (a file's `params`)."
-    out = f"--out {shlex.quote(str(path))} --overwrite"
-    try: p = MREFParams.from_dict(params)
-    except Exception: return f"tda data generate ... {out}"  # the parameters are unknown (unreadable, or not ours)
-    size = next((s for s, n in SIZES.items() if n == p.splits), 'smoke')
-    base, mine = mref_params(p.variant, size).to_dict(), p.to_dict()
-    sets = [f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in mine.items()
-            if k not in ('variant', 'seed') and v != base[k]]
-    seed = [f'--seed {p.seed}'] if p.seed else []
-    return ' '.join(['tda data generate --variant', p.variant, '--size', size, *seed, *sets, out])
-
-def file_params(path) -> dict | None:
-    "The generator parameters a file of ours records (its `params` attribute); None where they cannot be read."
-    try:
-        with h5py.File(path, 'r') as f: return json.loads(f.attrs['params'])
-    except Exception: return None
-
-def _regen_hint(path, params: dict | None = None) -> str:
-    "What to do about a damaged MNIST Reference file `path`: run the command that makes it again."
-    return f"generate it again with `{remake_command(path, params or file_params(path))}`"
-
-# %% ../../nbs/01_data.mref.ipynb #d71721e1
-@contextlib.contextmanager
-def h5_errors(path, what: str, fix=None):
-    """Any error of h5py (or of decoding what it read) inside the block as one `TdaError` naming `path`, `what` was read
-    and the fix: `fix()` (called only on an error), by default the command that makes the MNIST Reference file again."""
-    try: yield
-    except TdaError: raise
-    except Exception as e:  # h5py raises OSError, RuntimeError, KeyError, ValueError, ... for a damaged file
-        msg = ' '.join(f"{type(e).__name__}: {e}".split())
-        hint = fix() if fix else _regen_hint(path)
-        raise TdaError(f"{path} is corrupt: reading {what} failed ({msg}); {hint}.") from None
-
-def open_h5(path, fmt: str, kind: str, make: str, split: str | None = None, problem=None, fix=None) -> h5py.File:
-    """Open the HDF5 file `path` read-only if it is `kind` (format `fmt`), holds `split` and `problem(f, split)` finds
-    nothing wrong; else one `TdaError` naming the file, the problem and the fix (`make` one, or `fix()` this one)."""
-    path = Path(path)
-    fix = fix or (lambda: f"{make} again")
-    if (o := temporary_owner(path)) is not None:
-        raise TdaError(f"{path} is the temporary file of an unfinished write of {o['target']} (process {o['pid']}); "
-                       f"use {o['target'].name} once written (a killed process's temporary goes at the next write).")
-    if not path.is_file(): raise TdaError(f"{path} does not exist; {make}.")
-    try: f = h5py.File(path, 'r')
-    except Exception as e:
-        raise TdaError(f"{path} is not a readable HDF5 file (truncated or corrupt: {' '.join(str(e).split())}); "
-                       f"{fix()}.") from None
-    try:
-        with h5_errors(path, 'its attributes and tables', fix):
-            got = f.attrs.get('format')
-            got = got.decode() if isinstance(got, bytes) else got
-            if got != fmt:
-                raise TdaError(f"{path} is not {kind} of format {fmt!r} (its format attribute is {got!r}); give the "
-                               f"path of one ({make}).")
-            if split is not None and split not in f:
-                has = ', '.join(s for s in SPLITS if s in f) or 'none'
-                raise TdaError(f"{path} has no split {split!r}; it has {has}.")
-            wrong = problem(f, split) if problem else None
-        if wrong: raise TdaError(f"{path} {wrong}; {fix()}.")
-    except BaseException:
-        f.close()
-        raise
-    return f
-
-def data_format(path) -> str | None:
-    "The format attribute of the HDF5 file `path`; None where there is none or the file cannot be read."
-    try:
-        with h5py.File(path, 'r') as f: fmt = f.attrs.get('format')
-    except Exception: return None
-    return fmt.decode() if isinstance(fmt, bytes) else fmt
-
-# %% ../../nbs/01_data.mref.ipynb #704e6173
-_ATTRS = ('variant', 'seed', 'generator_version', 'mnist_source', 'palette', 'params', 'run')
-_DATASETS = ('images', 'instances', 'digits', 'questions')
-
-def _key(rows) -> np.ndarray: return rows['image'].astype(np.int64) * 256 + rows['slot']
-
-def _split_problem(f, s: str, n_colours: int) -> str | None:
-    "What is wrong with split `s` of the open MREF file `f`, read from its shapes and small tables; None if nothing."
-    g = f[s]
-    missing = [k for k in _DATASETS if not isinstance(g, h5py.Group) or not isinstance(g.get(k), h5py.Dataset)]
-    if missing: return f"lacks the dataset(s) {', '.join(f'{s}/{k}' for k in missing)}"
-    im, ins = g['images'], g['instances']
-    if im.ndim != 4 or im.shape[3] != 3 or im.dtype != np.uint8:
-        return f"has {s}/images of {im.dtype} {im.shape}, not uint8 (N, H, W, 3)"
-    if ins.shape != im.shape[:3] or ins.dtype != np.uint8:
-        return f"has {s}/instances of {ins.dtype} {ins.shape}, not uint8 {im.shape[:3]}: one map for each image"
-    for k, dt in (('digits', DIGIT_DTYPE), ('questions', QUESTION_DTYPE)):
-        if lost := [n for n in dt.names if n not in (g[k].dtype.names or ())]: return f"has {s}/{k} without {lost}"
-    n, d, q = im.shape[0], g['digits'][()], g['questions'][()]
-    bad = {f'{s}/digits rows whose image is not one of the {n} images': d['image'] >= n,
-           f'{s}/digits rows whose slot is 0 (the background)': d['slot'] == 0,
-           f'{s}/digits rows whose label is not a digit': d['label'] > 9,
-           f'{s}/digits rows whose colour is not a palette index (0-{n_colours - 1})': d['colour'] >= n_colours,
-           f'{s}/questions rows whose query is not a digit': q['query'] > 9,
-           f'{s}/questions rows whose answer is not a palette index (0-{n_colours - 1})': q['answer'] >= n_colours,
-           f'{s}/questions rows about no digit of {s}/digits': ~np.isin(_key(q), _key(d))}
-    for what, rows in bad.items():
-        if rows.any(): return f"has {int(rows.sum())} {what} (the first is row {int(np.argmax(rows))})"
-    return None
-
-def _mref_problem(f, split: str | None) -> str | None:
-    "What is wrong with the attributes of the open MREF file `f` and split `split` (every split if None), or None."
-    if missing := [a for a in _ATTRS if a not in f.attrs]: return f"lacks the attribute(s) {missing}"
-    palette, params, run = (json.loads(f.attrs[k]) for k in ('palette', 'params', 'run'))
-    json.loads(f.attrs.get('background_files', '[]'))
-    int(f.attrs['seed'])
-    if not (isinstance(params, dict) and isinstance(run, dict)):
-        return "has a params or run attribute that is not a record"
-    if not (isinstance(palette, list) and palette and all(isinstance(c, dict) and {'name', 'rgb'} <= set(c)
-                                                          for c in palette)):
-        return "has a palette attribute that is not a list of {name, rgb}"
-    present = [s for s in SPLITS if s in f]
-    if not present: return f"holds no split ({', '.join(SPLITS)})"
-    for s in ([split] if split else present):
-        if problem := _split_problem(f, s, len(palette)): return problem
-    return None
-
-def open_mref(path, split: str | None = None) -> h5py.File:
-    "Open an MNIST Reference file read-only after checking its format, attributes and split `split` (all if None)."
-    make = 'generate it with `tda data generate` (see data_gen/ for recipes)'
-    return open_h5(path, FORMAT, 'an MNIST Reference file', make, split, _mref_problem, lambda: _regen_hint(path))
-
-def mref_info(path) -> dict:
-    "Splits, counts and parameters of a dataset file."
-    with open_mref(path) as f, h5_errors(path, 'its attributes'):
-        a = f.attrs
-        splits = {s: {'images': int(f[s]['images'].shape[0]), 'questions': int(f[s]['questions'].shape[0]),
-                      'digits': int(f[s]['digits'].shape[0])} for s in SPLITS if s in f}
-        return {'path': str(path), 'format': a['format'], 'variant': a['variant'], 'seed': int(a['seed']),
-                'generator_version': a['generator_version'], 'mnist_source': a['mnist_source'],
-                'image_shape': list(f[next(iter(splits))]['images'].shape[1:]), 'splits': splits,
-                'palette': json.loads(a['palette']), 'params': json.loads(a['params']),
-                'background_files': json.loads(a.get('background_files', '[]')), 'run': json.loads(a['run'])}
-
-# %% ../../nbs/01_data.mref.ipynb #ef052320
-def _image_problem(inst: np.ndarray, rows) -> str | None:
-    "What is wrong with the instance map `inst` of an image whose digits are `rows`; None if nothing."
-    count = np.bincount(inst.ravel(), minlength=256)
-    if stray := sorted(set((np.flatnonzero(count[1:]) + 1).tolist()) - set(rows['slot'].tolist())):
-        return f"has instance ids {stray} that are none of its digits"
-    for r in rows:
-        y0, x0, y1, x1 = (int(v) for v in r['box'])
-        inside = int((inst[y0:y1, x0:x1] == r['slot']).sum())
-        if inside == 0 or inside != count[r['slot']]:
-            return f"has digit {r['slot']} with {'no pixels' if not count[r['slot']] else 'pixels outside its box'}"
-    return None
-
-def verify_mref(path) -> dict:
-    "Read every chunk of an MNIST Reference file and check its invariants; the counts checked, or one `TdaError`."
-    path, counts = Path(path), {}
-    with open_mref(path) as f:  # the format, attributes, shapes and tables
-        for s in (s for s in SPLITS if s in f):
-            g = f[s]
-            d, q, n = g['digits'][()], g['questions'][()], g['images'].shape[0]
-            order = np.argsort(_key(d), kind='stable')
-            d = d[order]
-            i = np.searchsorted(_key(d), _key(q))  # every question's digit exists (open_mref checked it)
-            bad = {f'{s}/digits rows that repeat an image and slot': np.zeros(len(d), bool),
-                   f'{s}/questions rows whose query or answer is not their digit\'s label or colour':
-                   (d['label'][i] != q['query']) | (d['colour'][i] != q['answer'])}
-            bad[f'{s}/digits rows that repeat an image and slot'][order[1:][np.diff(_key(d)) == 0]] = True
-            for what, rows in bad.items():
-                if rows.any():
-                    raise TdaError(f"{path} has {int(rows.sum())} {what} (the first is row {int(np.argmax(rows))}); "
-                                   f"{_regen_hint(path)}.")
-            starts = np.searchsorted(d['image'], np.arange(n + 1))
-            for j in range(n):
-                with h5_errors(path, f'image {j} of the {s} split'):
-                    g['images'][j]
-                    inst = g['instances'][j]
-                if problem := _image_problem(inst, d[starts[j]:starts[j + 1]]):
-                    raise TdaError(f"{path}: image {j} of the {s} split {problem}; {_regen_hint(path)}.")
-            counts[s] = {'images': int(n), 'digits': len(d), 'questions': len(q)}
-    return counts
-
 # %% ../../nbs/01_data.mref.ipynb #a6ee2a8a
 def ensure_dataset(variant: str, size: str, seed: int = 0, workers: int | None = None, progress: bool = True) -> Path:
     "The dataset file of `variant` and `size` in the data folder, generated if missing."
@@ -618,6 +370,7 @@ def ensure_dataset(variant: str, size: str, seed: int = 0, workers: int | None =
     if fn.exists():
         if mref_info(fn)['params'] != params.to_dict():
             raise TdaError(f"{fn} exists but was made with other parameters; delete it or regenerate it with "
-                           f"`tda data generate --variant {variant} --size {size} --seed {seed} --out {fn} --overwrite`.")
+                           f"`tda data generate --variant {variant} --size {size} --seed {seed} --out {fn} "
+                           "--overwrite`.")
         return fn.resolve()
     return generate_mref(fn, params, workers=workers, progress=progress).resolve()

@@ -1,4 +1,4 @@
-"""Small data the project makes for the tasks beyond classification: the digits of an MNIST Reference file as detection boxes and as keypoints, and short clips of moving MNIST digits for video recognition.
+"""The digits of an MNIST Reference file as detection boxes and keypoints, for the tasks beyond classification.
 
 Docs: https://tda-developers.github.io/tda/data.tasks.html.md"""
 
@@ -7,26 +7,28 @@ Docs: https://tda-developers.github.io/tda/data.tasks.html.md"""
 # %% ../../nbs/01_data.tasks.ipynb #6e725698
 from __future__ import annotations
 
-import inspect
-import json
 import os
-import shlex
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
-from ..core import DATASETS, TdaError, atomic_path, interrupt_checkpoints, run_record
-from .mnist import load_mnist
-from .mref import file_params, h5_errors, open_h5, open_mref
+from ..core import DATASETS, TdaError
+from .files import h5_errors, open_mref
+from .moving_digits import (CLIP_FORMAT, MovingDigitsDataset, direction_names, make_moving_digits,
+                                    moving_digits_info, open_moving_digits, remake_clips_command,
+                                    verify_moving_digits)
 
 # %% auto #0
-__all__ = ['CLIP_FORMAT', 'MREFObjectsDataset', 'direction_names', 'make_moving_digits', 'remake_clips_command',
+__all__ = ['MREFObjectsDataset', 'CLIP_FORMAT', 'direction_names', 'make_moving_digits', 'remake_clips_command',
            'open_moving_digits', 'moving_digits_info', 'verify_moving_digits', 'MovingDigitsDataset']
+
+# %% ../../nbs/01_data.tasks.ipynb #96c9b32c
+# Moving digits live in data.moving_digits; this module's names for them stay.
+_all_ = ['CLIP_FORMAT', 'direction_names', 'make_moving_digits', 'remake_clips_command', 'open_moving_digits',
+         'moving_digits_info', 'verify_moving_digits', 'MovingDigitsDataset']
 
 # %% ../../nbs/01_data.tasks.ipynb #68d63fd0
 @DATASETS.register('mref_objects')
@@ -47,7 +49,8 @@ class MREFObjectsDataset(Dataset):
         self.starts = np.searchsorted(self.digits['image'], np.arange(n + 1))
         most = int(np.diff(self.starts).max()) if n else 0
         if max_objects is not None and max_objects < most:
-            raise TdaError(f"{self.path} has images with {most} digits; max_objects={max_objects} is too small (leave it None).")
+            raise TdaError(f"{self.path} has images with {most} digits; max_objects={max_objects} is too small "
+                           "(leave it None).")
         self.max_objects = max_objects or most
         self._h5, self._pid = None, None
 
@@ -79,153 +82,12 @@ class MREFObjectsDataset(Dataset):
                 kp[c], vis[c], scale[c] = (b[:2] + b[2:]) / 2, True, max(b[2] - b[0], b[3] - b[1])
         img = torch.as_tensor(self._image(i)).permute(2, 0, 1).float().div_(255)
         return {'image': img, 'boxes': torch.from_numpy(boxes), 'box_labels': torch.from_numpy(labels),
-                'keypoints': torch.from_numpy(kp), 'visible': torch.from_numpy(vis), 'kp_scale': torch.from_numpy(scale),
-                'index': torch.tensor(i)}
+                'keypoints': torch.from_numpy(kp), 'visible': torch.from_numpy(vis),
+                'kp_scale': torch.from_numpy(scale), 'index': torch.tensor(i)}
 
     def __getstate__(self):  # never send an open file handle to another process
         return {**self.__dict__, '_h5': None, '_pid': None}
 
-    def __repr__(self): return f"MREFObjectsDataset({self.path.name!r}, {self.split!r}: {len(self)} images, up to {self.max_objects} digits)"
-
-# %% ../../nbs/01_data.tasks.ipynb #e4e3762e
-CLIP_FORMAT = 'tda.moving_digits/1'
-_SPLIT_IDS = {'train': 0, 'val': 1, 'test': 2}
-
-def direction_names(directions: int) -> list[str]:
-    "The class names of `directions` (4 or 8) directions of motion, anticlockwise from 'right'."
-    if directions not in (4, 8): raise TdaError(f"directions must be 4 or 8, not {directions}.")
-    names = ['right', 'up-right', 'up', 'up-left', 'left', 'down-left', 'down', 'down-right']
-    return names[::8 // directions]
-
-def _clip(rng, pool, frames, size, digit_size, directions, speed):
-    k = int(rng.integers(len(pool.labels)))
-    digit = np.asarray(Image.fromarray(pool.images[k]).resize((digit_size, digit_size), Image.BILINEAR), np.float32)
-    label = int(rng.integers(directions))
-    angle = 2 * np.pi * label / directions
-    v = rng.uniform(*speed) * np.array([np.cos(angle), -np.sin(angle)])   # x right, y down: 'up' moves to smaller y
-    room, travel = size - digit_size, v * (frames - 1)
-    if (np.abs(travel) > room + 1e-9).any():
-        raise TdaError(f"a digit of {digit_size} px moving {speed[1]} px per frame for {frames} frames leaves a {size} px "
-                       f"canvas; lower speed or frames, or raise image_size.")
-    start = np.array([rng.uniform(max(0, -t), room - max(0, t)) for t in travel])
-    clip = np.zeros((frames, size, size), np.float32)
-    for t in range(frames):
-        x, y = np.rint(start + v * t).astype(int)
-        np.maximum(clip[t, y:y + digit_size, x:x + digit_size], digit, out=clip[t, y:y + digit_size, x:x + digit_size])
-    return clip.round().astype(np.uint8), label, int(pool.labels[k])
-
-def make_moving_digits(path, train: int = 512, val: int = 128, test: int = 128, frames: int = 8, image_size: int = 32,
-                       digit_size: int = 14, directions: int = 4, speed=(1.0, 2.0), seed: int = 0,
-                       overwrite: bool = False, progress: bool = True) -> Path:
-    "Write clips of moving MNIST digits to the HDF5 file `path` (see above); returns `path`."
-    path, size = Path(path), image_size
-    names = direction_names(directions)
-    if not 0 < speed[0] <= speed[1]: raise TdaError(f"speed must be (low, high) with 0 < low <= high, not {speed}.")
-    if not 0 < digit_size <= size: raise TdaError(f"digit_size must be between 1 and image_size ({size}), not {digit_size}.")
-    params = dict(train=train, val=val, test=test, frames=frames, image_size=size, digit_size=digit_size, directions=directions,
-                  speed=list(speed), seed=seed)
-    splits = {'train': train, 'val': val, 'test': test}
-    pools = {s: load_mnist('test' if s == 'test' else 'train') for s, n in splits.items() if n}
-    bar = tqdm(total=sum(splits.values()), desc=f"moving digits -> {path.name}", unit='clip', disable=not progress)
-    with atomic_path(path, overwrite) as tmp, interrupt_checkpoints() as check:
-        with h5py.File(tmp, 'w') as f:
-            for split, n in splits.items():
-                g = f.create_group(split)
-                clips = g.create_dataset('clips', (n, frames, size, size), np.uint8, chunks=(1, frames, size, size) if n else None,
-                                         compression='gzip' if n else None)
-                labels, digits = np.zeros(n, np.int64), np.zeros(n, np.int64)
-                for i in range(n):
-                    if i % 64 == 0: check()
-                    rng = np.random.default_rng([seed, _SPLIT_IDS[split], i])
-                    clips[i], labels[i], digits[i] = _clip(rng, pools[split], frames, size, digit_size, directions, speed)
-                    bar.update()
-                g.create_dataset('labels', data=labels); g.create_dataset('digits', data=digits)
-            f.attrs.update(format=CLIP_FORMAT, params=json.dumps(params), classes=json.dumps(names),
-                           run=json.dumps(run_record(params, seed), default=str))
-    bar.close()
-    return path
-
-# %% ../../nbs/01_data.tasks.ipynb #ff710505
-_CLIP_DEFAULTS = {k: p.default for k, p in inspect.signature(make_moving_digits).parameters.items()
-                  if k not in ('path', 'overwrite', 'progress')}
-
-def remake_clips_command(path, params: dict | None = None) -> str:
-    "The `tda data generate` command that writes the moving-digits file `path` with `params` (a file's `params`)."
-    out = f"--out {shlex.quote(str(path))} --overwrite"
-    if not isinstance(params, dict) or not set(params) <= set(_CLIP_DEFAULTS):
-        return f"tda data generate data_gen/moving_digits_smoke.yaml ... {out}"  # the arguments are unknown
-    base = json.loads(json.dumps(_CLIP_DEFAULTS))
-    sets = [f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in params.items() if k != 'seed' and v != base[k]]
-    seed = [f"--seed {params['seed']}"] if params.get('seed') else []
-    return ' '.join(['tda data generate --set dataset=moving_digits', *seed, *sets, out])
-
-def _clips_hint(path) -> str: return f"make it again with `{remake_clips_command(path, file_params(path))}`"
-
-def _clips_problem(f, split: str | None) -> str | None:
-    "What is wrong with the attributes of the open moving-digits file `f` and split `split` (all if None), or None."
-    if missing := [a for a in ('params', 'classes', 'run') if a not in f.attrs]:
-        return f"lacks the attribute(s) {missing}"
-    params, classes, run = (json.loads(f.attrs[k]) for k in ('params', 'classes', 'run'))
-    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
-        return "has a classes attribute that is not a list of names"
-    if not (isinstance(params, dict) and isinstance(run, dict)):
-        return "has a params or run attribute that is not a record"
-    present = [s for s in _SPLIT_IDS if s in f]
-    if not present: return f"holds no split ({', '.join(_SPLIT_IDS)})"
-    for s in ([split] if split else present):
-        g = f[s]
-        lost = [k for k in ('clips', 'labels', 'digits')
-                if not isinstance(g, h5py.Group) or not isinstance(g.get(k), h5py.Dataset)]
-        if lost: return f"lacks the dataset(s) {', '.join(f'{s}/{k}' for k in lost)}"
-        c, labels, digits = g['clips'], g['labels'][()], g['digits'][()]
-        if c.ndim != 4 or c.dtype != np.uint8: return f"has {s}/clips of {c.dtype} {c.shape}, not uint8 (N, T, H, W)"
-        if labels.shape != (len(c),) or digits.shape != (len(c),):
-            return f"has {s}/labels {labels.shape} and {s}/digits {digits.shape}, not one per clip ({len(c)})"
-        bad = {f'{s}/labels that are not a class (0-{len(classes) - 1})': (labels < 0) | (labels >= len(classes)),
-               f'{s}/digits that are not a digit': (digits < 0) | (digits > 9)}
-        for what, rows in bad.items():
-            if rows.any(): return f"has {int(rows.sum())} {what} (the first is row {int(np.argmax(rows))})"
-    return None
-
-def open_moving_digits(path, split: str | None = None) -> h5py.File:
-    "Open a moving-digits file read-only after checking its format, attributes and split `split` (every split if None)."
-    make = 'make one with `tda data generate data_gen/moving_digits_smoke.yaml`'
-    return open_h5(path, CLIP_FORMAT, 'a moving-digits file', make, split, _clips_problem, lambda: _clips_hint(path))
-
-def moving_digits_info(path) -> dict:
-    "Splits, clip counts and arguments of a moving-digits file."
-    with open_moving_digits(path) as f, h5_errors(path, 'its attributes', lambda: _clips_hint(path)):
-        return {'path': str(path), 'format': f.attrs['format'], 'classes': json.loads(f.attrs['classes']),
-                'splits': {s: {'clips': len(f[s]['clips'])} for s in _SPLIT_IDS if s in f},
-                'clip_shape': list(next(f[s]['clips'].shape[1:] for s in _SPLIT_IDS if s in f)),
-                'params': json.loads(f.attrs['params']), 'run': json.loads(f.attrs['run'])}
-
-def verify_moving_digits(path) -> dict:
-    "Read every clip of a moving-digits file after the checks of `open_moving_digits`; the clips per split."
-    with open_moving_digits(path) as f:
-        for s in (s for s in _SPLIT_IDS if s in f):
-            for i in range(len(f[s]['clips'])):
-                with h5_errors(path, f'clip {i} of the {s} split', lambda: _clips_hint(path)): f[s]['clips'][i]
-        return {s: {'clips': len(f[s]['clips'])} for s in _SPLIT_IDS if s in f}
-
-# %% ../../nbs/01_data.tasks.ipynb #89cfd6ba
-@DATASETS.register('moving_digits')
-class MovingDigitsDataset(Dataset):
-    "One split of a moving-digits file: `video` (3, T, H, W), `label` (direction of motion), `digit`, `index`."
-    def __init__(self, path, split: str = 'train'):
-        self.path, self.split = Path(path), split
-        with open_moving_digits(self.path, split) as f:
-            with h5_errors(self.path, f'the clips of the {split} split', lambda: _clips_hint(self.path)):
-                self.clips, self.labels, self.digits = (f[split][k][()] for k in ('clips', 'labels', 'digits'))
-            self.classes, self.params = json.loads(f.attrs['classes']), json.loads(f.attrs['params'])
-
-    def __len__(self): return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict:
-        clip = torch.from_numpy(self.clips[i]).float().div_(255)
-        return {'video': clip[None].expand(3, -1, -1, -1).contiguous(), 'label': torch.tensor(int(self.labels[i])),
-                'digit': torch.tensor(int(self.digits[i])), 'index': torch.tensor(i % len(self))}
-
     def __repr__(self):
-        frames = self.clips.shape[1]
-        return f"MovingDigitsDataset({self.path.name!r}, {self.split!r}: {len(self)} clips of {frames} frames)"
+        return (f"MREFObjectsDataset({self.path.name!r}, {self.split!r}: {len(self)} images, "
+                f"up to {self.max_objects} digits)")

@@ -1,4 +1,4 @@
-"""Visual Genome attributes for query-conditioned attribute prediction (Seo et al., section 5.2): a loader of Visual Genome's own files cached to one HDF5 file, a PyTorch dataset over it, and a generator that writes a small dataset in Visual Genome's layout from MNIST Reference images.
+"""Visual Genome attributes for query-conditioned attribute prediction (Seo et al., section 5.2).
 
 Docs: https://tda-developers.github.io/tda/data.vg.html.md"""
 
@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from ..core import DATASETS, TdaError, atomic_path, check_writable, get_settings, interrupt_checkpoints, run_record
 from .mnist import load_mnist
-from .mref import background_files, image_rng, make_images, mp_context, mref_params
+from .files import mref_params
+from .mref import background_files, image_rng, make_images, mp_context
 
 # %% auto #0
 __all__ = ['VG_FILES', 'SPLITS', 'DIGIT_NAMES', 'ALIASES', 'RARE_ATTRIBUTE', 'FORMAT', 'SAMPLE_DTYPE', 'normalise_name',

@@ -1,4 +1,4 @@
-"""Table 1 and Figure 5 of the progressive attention paper from one call: datasets, training, test metrics, results file, figures and the table beside the paper's.
+"""Table 1 and Figure 5 of the progressive attention paper from one call.
 
 Docs: https://tda-developers.github.io/tda/experiments.table1.html.md"""
 

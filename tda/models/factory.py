@@ -1,4 +1,4 @@
-"""The one way in: `create_model` and `list_models` over the one model registry, and the classifiers of the TDAN paper (torchvision ResNets and MobileNetV3, their TD variants, the SE, CBAM, ECA and FCA baselines).
+"""The one way in: `create_model` and `list_models` over the one model registry.
 
 Docs: https://tda-developers.github.io/tda/models.factory.html.md"""
 
@@ -49,6 +49,7 @@ class MultiSpectralAttention(nn.Module):
                                 nn.Linear(hidden, channels, bias=False))
 
     def forward(self, x):
+        "`x` scaled per channel by the gate of its DCT-pooled descriptor."
         y = x if x.shape[-2:] == (self.size, self.size) else F.adaptive_avg_pool2d(x, self.size)
         w = torch.sigmoid(self.fc((y * self.filters).sum((2, 3))))
         return x * w[:, :, None, None]
@@ -74,6 +75,7 @@ class AttentionResNetBlock(nn.Module):
         self.attn = attn
 
     def forward(self, x):
+        "The block's convolutions, its attention layer on the residual branch, then the skip connection."
         identity = x if self.downsample is None else self.downsample(x)
         h = x
         for k in range(1, self.n + 1):

@@ -1,4 +1,4 @@
-"""Progressive attention networks (HAttNet, HAttNet-CTX) and the SOFT, HARD and STN baselines of Seo et al., on one conv trunk.
+"""Progressive attention networks (HAttNet, HAttNet-CTX) and the SOFT, HARD and STN baselines.
 
 Docs: https://tda-developers.github.io/tda/models.hattnet.html.md"""
 

@@ -1,4 +1,4 @@
-"""One output contract for every model of the project, logits and named attention maps, and a wrapper that hands any of them to pytorch-grad-cam.
+"""One output contract for every model (logits and named attention maps), and a pytorch-grad-cam wrapper.
 
 Docs: https://tda-developers.github.io/tda/models.outputs.html.md"""
 

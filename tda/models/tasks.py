@@ -1,4 +1,4 @@
-"""TDAF beyond classification: a detector (torchvision's FCOS on a TDAF feature pyramid) and a SimplePose-style pose network whose deconvolution layers run as TDAF flows, each beside its plain baseline.
+"""TDAF beyond classification: an FCOS detector and a SimplePose-style pose network, with baselines.
 
 Docs: https://tda-developers.github.io/tda/models.tasks.html.md"""
 
@@ -33,6 +33,7 @@ class TDAFPyramid(nn.Module):
                                          extra_blocks=LastLevelP6P7(out_channels, out_channels))
 
     def forward(self, x):
+        "The pyramid's levels from the stage outputs of the finest flow."
         last = self.tdaf.flow_outputs(x)[-1]   # [stem, stage 1, ..., stage L] of the finest flow
         return self.fpn(OrderedDict((str(k), last[l]) for k, l in enumerate(self.returned)))
 
@@ -46,6 +47,7 @@ class Detector(nn.Module):
         self.k = detections_per_img
 
     def forward(self, image, boxes=None, box_labels=None) -> dict:
+        "`loss` and `losses` where targets are given; in eval mode also the padded detections (`det_*`)."
         m = self.fcos
         targets = None
         if boxes is not None:
@@ -97,7 +99,9 @@ class HeatmapNet(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
-    def forward(self, image): return {'heatmaps': self.net(image)}
+    def forward(self, image):
+        "The heat-maps of `image`: {'heatmaps': (B, K, H, W)}."
+        return {'heatmaps': self.net(image)}
 
 def _trunk(backbone):
     if backbone not in TDAF_BACKBONES or backbone in VIDEO_BACKBONES or not backbone.startswith(('resnet', 'resnext')):

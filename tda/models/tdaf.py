@@ -1,4 +1,4 @@
-"""The top-down attention framework of Pang et al. (TDAF): recursive multi-scale flows over a shared backbone (R2DNS), hourglass attention between flows (ANAR) and Multi-Flow BatchNorm.
+"""The top-down attention framework of Pang et al. (TDAF): recursive multi-scale flows, ANAR, MFBN.
 
 Docs: https://tda-developers.github.io/tda/models.tdaf.html.md"""
 
@@ -43,6 +43,7 @@ class MultiFlowBatchNorm(nn.Module):
         return m
 
     def forward(self, x):
+        "Batch norm of `x` with the running statistics of the current flow and the shared affine weights."
         k = self.flow
         if self.training: self.num_batches_tracked[k] += 1
         return F.batch_norm(x, self.running_mean[k], self.running_var[k], self.weight, self.bias, self.training,
@@ -217,6 +218,7 @@ class TDAF(nn.Module):
         return [o[-1] for o in self.flow_outputs(x, maps)]
 
     def forward(self, x, return_attention: bool = False):
+        "The logits of `x`; `(logits, maps)`, the attention maps by name, with `return_attention`."
         maps = {}
         feats = self.features(x, maps)
         if not self.attention: out = self.concat_head(feats)
@@ -231,7 +233,9 @@ class ConcatHead(nn.Module):
     def __init__(self, channels, num_classes: int):
         super().__init__()
         self.fc = nn.Linear(sum(channels), num_classes)
-    def forward(self, feats): return self.fc(torch.cat([f.flatten(2).mean(2) for f in feats], 1))
+    def forward(self, feats):
+        "Logits from every flow's last features, pooled and concatenated."
+        return self.fc(torch.cat([f.flatten(2).mean(2) for f in feats], 1))
 
 TDAF_BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50',
                   'resnext101', 'vgg16', 'vgg19',

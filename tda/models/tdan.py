@@ -1,4 +1,4 @@
-"""The top-down "searchlight" attention module of TDAN (Jaiswal et al.) and the torchvision ResNet and MobileNetV3 blocks that run it for several passes.
+"""The top-down "searchlight" attention module of TDAN (Jaiswal et al.) and the blocks that run it.
 
 Docs: https://tda-developers.github.io/tda/models.tdan.html.md"""
 
@@ -42,6 +42,7 @@ class TDAttention(nn.Module):
         return self.searchlight_fc(z)
 
     def forward(self, bottom, top):
+        "`bottom` attended by the searchlight of `top`: a channel step, then a spatial step (eqs. 6-8)."
         s = self.searchlight(bottom, top)
         x = bottom * torch.sigmoid(s)                      # eq. 6: channel step
         a = (x * s).sum(1, keepdim=True)                   # eq. 7: S as a per-sample 1x1 filter
@@ -127,6 +128,7 @@ class TDResNetBlock(TDPasses):
                 for k in range(1, self.n + 1)]
 
     def forward(self, x):
+        "The block's stages for every pass, the skip connection added after each."
         identity = x if self.downsample is None else self.downsample(x)
         return self._passes(x, self.stages(), lambda top: self.relu(top + identity))
 
@@ -153,6 +155,7 @@ class TDInvertedResidual(TDPasses):
         return [(m[0], m[1], m[2] if len(m) > 2 else None) for m in self.block]
 
     def forward(self, x):
+        "The block's stages for every pass, with the residual connection where the block has one."
         return self._passes(x, self.stages(), (lambda top: top + x) if self.use_res_connect else (lambda top: top))
 
 # %% ../../nbs/03_models.tdan.ipynb #2e48a8f5

@@ -1,4 +1,4 @@
-"""HAttNet-CTX, SOFT and HARD on VGG-16 for query-conditioned attribute prediction (Seo et al., section 5.2), with their multi-label loss and the weighted-mAP metric set.
+"""HAttNet-CTX, SOFT and HARD on VGG-16 for query-conditioned attribute prediction (Seo et al., 5.2).
 
 Docs: https://tda-developers.github.io/tda/models.vg.html.md"""
 
