@@ -199,10 +199,6 @@ def grid_map(maps: list, which: str, how: str) -> torch.Tensor:
     return out
 
 
-def data_identity(ds: MREFDataset, path: Path) -> dict:
-    return {**ds.identity(), 'file': path.name}
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--data', help='paper-size MREF file (default: the data folder\'s mref_paper.h5)')
@@ -314,7 +310,7 @@ def main():
                      'rows': rows, 'gates': gates, 'checks': {'library_default_max_abs_diff': default_diff,
                                               'per_layer_sum_normalisation_max_abs_diff': sumnorm_diff},
                      'weights': {m: cards[(m, 'mref')]['weights_sha256'] for m in MODELS},
-                     'data': data_identity(ds, path), 'device': 'cpu', 'seconds': time.time() - t0,
+                     'data': {**ds.identity(), 'file': path.name}, 'device': 'cpu', 'seconds': time.time() - t0,
                      'run': run_record(vars(a), seed=0, threads=torch.get_num_threads())})
     print(f"wrote {out}")
 
