@@ -1,7 +1,10 @@
 """Training throughput of the Table 1 models: tda's trainer against a bare PyTorch loop, fp32 and bf16, eager and compiled.
 
-Every row trains one model on the same paper-size MREF training images (held in memory as uint8) at batch 200 with
-the authors' recipe (RMSprop 3e-3 as in `seo2016`, gradient-norm clip 5, cross-entropy):
+Every row trains one model on the same training images (a file generated with paper-size MREF's parameters and
+`--train-images` training images, held in memory as uint8) at batch 200 with the authors' recipe (RMSprop 3e-3 as in
+`seo2016`, gradient-norm clip 5, cross-entropy), and times the same work: one epoch of that file, every full batch
+(the trainer its second epoch; the bare loops one epoch after 3 warm-up steps, in the order the trainer's sampler
+draws; bf16 bare loops only `--bf16-steps` steps of it):
 
 - `bare (as it was)`: the loop of the last release: one dict per question (with its 100x100 mask), collated by a
   DataLoader, random batches, the trunk's ReLU before its max-pool, glibc's default allocator;
@@ -117,24 +120,29 @@ def relu_before_pool(model):
     return model
 
 
-def bare(name, ds, precision, mode, steps, old=False):
-    "Questions/s of the plainest loop (or the last release's) over `steps` batches after 3 warm-up steps."
+def bare(name, ds, precision, mode, max_steps=None, old=False, seed=0):
+    """Questions/s of the plainest loop (or the last release's) over what the trainer times: after 3 warm-up steps,
+    one epoch of `ds` (every full batch of 200, in the order the trainer's sampler draws for its second epoch with
+    `seed`), at most `max_steps` steps of it."""
     if not old: cache_cpu_memory()
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = create_model(name)
     if old: model = relu_before_pool(model)
     model = model.to(memory_format=torch.channels_last).train()
     opt = torch.optim.RMSprop(model.parameters(), lr=3e-3, alpha=0.9, eps=1e-6)
     fwd = torch.compile(model) if mode == 'compiled' else model
-    if old:
-        batches = iter(DataLoader(OldDataset(ds), batch_size=BATCH, shuffle=True, drop_last=True))
-    else:
-        order = list(QuestionsByImage(ds._q['image'], seed=0))
-        batches = (ds.batch(order[i:i + BATCH]) for i in range(0, len(order) - BATCH + 1, BATCH))
-    n, t0, c0 = 0, None, None
-    for s in range(3 + steps):
-        if s == 3: t0, c0 = time.perf_counter(), time.process_time()
-        b = next(batches)
+
+    def epoch(e):
+        if old:
+            g = torch.Generator().manual_seed(seed * 1000 + e)
+            yield from DataLoader(OldDataset(ds), batch_size=BATCH, shuffle=True, drop_last=True, generator=g)
+            return
+        sampler = QuestionsByImage(ds._q['image'], seed=seed)
+        sampler.set_epoch(e)
+        order = list(sampler)
+        yield from (ds.batch(order[i:i + BATCH]) for i in range(0, len(order) - BATCH + 1, BATCH))
+
+    def step(b):
         x = b['image'].contiguous(memory_format=torch.channels_last)
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=precision == 'bf16'):
             out = fwd(x, b['query']) if old else fwd(x, b['query'], b['image_id'])
@@ -143,7 +151,13 @@ def bare(name, ds, precision, mode, steps, old=False):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        if s >= 3: n += len(b['answer'])
+        return len(b['answer'])
+
+    for _, b in zip(range(3), epoch(0)): step(b)  # warm-up (and compilation)
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
+    for s, b in enumerate(epoch(1)):
+        if max_steps is not None and s == max_steps: break
+        n += step(b)
     return {'q_per_s': n / (time.perf_counter() - t0), 'q_per_cpu_s': n / (time.process_time() - c0)}
 
 
@@ -165,8 +179,9 @@ def one(a, data):
     if loop == 'trainer':
         with tempfile.TemporaryDirectory() as tmp: v = trainer(m, a.subset, pr, mo, tmp, a.repeats)
     else:
-        steps = a.steps if pr == 'fp32' else max(2, a.steps // 3)
-        v = bare(m, MREFDataset(data, 'train', in_memory=True), pr, mo, steps, old=loop == 'bare (as it was)')
+        steps = None if pr == 'fp32' else a.bf16_steps
+        v = bare(m, MREFDataset(a.subset, 'train', in_memory=True), pr, mo, steps, old=loop == 'bare (as it was)',
+                 seed=a.repeats)
     print(json.dumps(v))
 
 
@@ -176,8 +191,9 @@ def main():
     p.add_argument('--models', nargs='+', default=['hattnet_ctx', 'hattnet', 'soft'])
     p.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'])
     p.add_argument('--modes', nargs='+', default=['eager', 'compiled'])
-    p.add_argument('--steps', type=int, default=15, help='timed steps of the bare loops (fp32; bf16 takes a third)')
-    p.add_argument('--train-images', type=int, default=600, help="training images of the trainer's file (~7 questions each)")
+    p.add_argument('--train-images', type=int, default=600,
+                   help="training images of the file every loop trains on (~7 questions each; an epoch of 200-question batches)")
+    p.add_argument('--bf16-steps', type=int, default=5, help='timed steps of the bare loops in bf16 (fp32: the whole epoch)')
     p.add_argument('--repeats', type=int, default=2)
     p.add_argument('--trainer-precisions', nargs='+', default=['fp32'],
                    help="precisions the trainer runs in too (bf16 without hardware support takes ~10x as long as fp32)")
@@ -192,10 +208,6 @@ def main():
     torch.set_num_threads(a.threads)
     peak, peak_how = nominal_peak()
     mm = matmul_peak()
-    train_ds = MREFDataset(data, 'train', in_memory=True)
-    unshared = {m: macs_per_question(m) for m in a.models}
-    macs = {m: macs_per_question(m, train_ds) for m in a.models}  # what the loops below compute per question
-    del train_ds
     settings = [(m, pr, mo, loop) for m in a.models for pr in a.precisions for mo in a.modes
                 for loop in ('bare (as it was)', 'bare', 'trainer')
                 if not (loop == 'bare (as it was)' and (pr, mo) != ('fp32', 'eager'))
@@ -203,9 +215,13 @@ def main():
     speeds = {s: [] for s in settings}
     with tempfile.TemporaryDirectory() as tmp:
         small = subset_file(data, Path(tmp)/'train_subset.h5', a.train_images)
+        train_ds = MREFDataset(small, 'train', in_memory=True)
+        unshared = {m: macs_per_question(m) for m in a.models}
+        macs = {m: macs_per_question(m, train_ds) for m in a.models}  # what the loops below compute per question
+        del train_ds
         for r in range(a.repeats):
             for s in settings:
-                cmd = [sys.executable, __file__, '--data', str(data), '--steps', str(a.steps), '--subset', str(small),
+                cmd = [sys.executable, __file__, '--data', str(data), '--bf16-steps', str(a.bf16_steps), '--subset', str(small),
                        '--one', *[x.replace(' ', '_') for x in s], '--repeats', str(r), '--threads', str(a.threads)]
                 env = {**os.environ, 'OMP_NUM_THREADS': str(a.threads)}
                 v = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.splitlines()[-1])
