@@ -171,7 +171,7 @@ def trainer(name, data, precision, mode, tmp, rep):
     return {'q_per_s': last['train_samples_per_s'], 'q_per_cpu_s': last['train_samples_per_cpu_s']}
 
 
-def one(a, data):
+def one(a):
     "One measurement, in this process: prints its questions/s as the last line."
     m, pr, mo, loop = a.one
     loop = loop.replace('_', ' ')
@@ -204,7 +204,7 @@ def main():
     p.add_argument('--subset', help=argparse.SUPPRESS)
     a = p.parse_args()
     data = resolve_data(a.data)
-    if a.one: return one(a, data)
+    if a.one: return one(a)
     torch.set_num_threads(a.threads)
     peak, peak_how = nominal_peak()
     mm = matmul_peak()
@@ -221,8 +221,8 @@ def main():
         del train_ds
         for r in range(a.repeats):
             for s in settings:
-                cmd = [sys.executable, __file__, '--data', str(data), '--bf16-steps', str(a.bf16_steps), '--subset', str(small),
-                       '--one', *[x.replace(' ', '_') for x in s], '--repeats', str(r), '--threads', str(a.threads)]
+                cmd = [sys.executable, __file__, '--data', str(data), '--bf16-steps', str(a.bf16_steps),
+                       '--subset', str(small), '--one', *[x.replace(' ', '_') for x in s], '--repeats', str(r), '--threads', str(a.threads)]
                 env = {**os.environ, 'OMP_NUM_THREADS': str(a.threads)}
                 v = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.splitlines()[-1])
                 speeds[s].append(v)
