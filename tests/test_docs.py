@@ -66,7 +66,7 @@ def test_site_pages(site):
 def test_docstring_links_resolve(site):
     "Every `Docs:` link nbdev writes into a module docstring names a file of the built site."
     from nbdev.config import get_config
-    base = get_config().doc_url.rstrip('/') + '/'
+    base = get_config(REPO).doc_url.rstrip('/') + '/'  # this checkout's config, from any working folder
     links = [m.group(1) for f in (REPO/'tda').rglob('*.py')
              for m in re.finditer(r'^Docs: (\S+?)(?:""")?$', f.read_text(), re.M)]
     assert len(links) >= 18
