@@ -21,6 +21,8 @@ from ..checkpoint import load_checkpoint
 from ..core import MODELS, TdaError, atomic_path, run_record, write_json
 from ..data.dataset import MREFDataset
 from ..data.mref import ensure_dataset
+from ..metrics import place_map
+from ..models.outputs import as_outputs
 from ..models.pretrained import interim_results, load_pretrained, pretrained_cards
 from ..train import TrainConfig, config_diff, data_loader, evaluate, load_best, resolve_data, train
 from ..viz import (MODEL_LABELS, plot_accuracy_per_scale, plot_attention_layers, plot_pr_curves, plot_training_curves,
@@ -77,9 +79,12 @@ def sample_batch(fn, n: int, seed: int = 0) -> tuple[dict, np.ndarray, list[str]
 
 @torch.no_grad()
 def attention_samples(model, batch: dict) -> dict:
-    "Predictions and per-layer attention maps of `model` (in eval mode) on a `batch` of questions."
-    out = model.eval()(batch['image'], batch['query'])
-    return {'pred': out['logits'].argmax(1).numpy(), 'maps': [a[:, 0].float().numpy() for a in out['attention']]}
+    "Predictions of `model` (in eval mode) on a `batch`, its layers' maps placed on the image by their geometry, and grids."
+    out = as_outputs(model.eval()(batch['image'], batch['query']))
+    size, geo = batch['image'].shape[-2:], out.get('geometry') or {}
+    return {'pred': out['logits'].argmax(1).numpy(),
+            'maps': [place_map(a, size, geo.get(n)).numpy() for n, a in out['attention'].items()],
+            'grids': [tuple(a.shape[-2:]) for a in out['attention'].values()]}
 
 def format_table(results: dict) -> str:
     "Markdown: our test accuracy and true-positive strength beside the paper's Table 1 (percent)."
@@ -127,7 +132,7 @@ def write_table1(out, results: dict, samples: dict, palette: list[str], config: 
 def _figure_samples(s: dict) -> list[dict]:
     b = s['batch']
     return [{'image': s['image'][k], 'query': int(b['query'][k]), 'answer': int(b['answer'][k]),
-             'models': {m: {'maps': [a[k] for a in d['maps']], 'pred': int(d['pred'][k])}
+             'models': {m: {'maps': [a[k] for a in d['maps']], 'pred': int(d['pred'][k]), 'grids': d.get('grids')}
                         for m, d in s['models'].items()}}
             for k in range(len(s['index']))]
 
@@ -149,7 +154,9 @@ def _write_results(path: Path, results: dict, samples: dict, config: dict):
                 mg.create_dataset('predictions', data=rec, compression='gzip')
                 mg.attrs['metrics'] = json.dumps({k: x for k, x in r.items() if not k.startswith('_')})
                 ag = mg.create_group('attention')
-                for k, a in enumerate(s['models'][m]['maps']): ag[f'layer{k + 1}'] = a
+                for k, a in enumerate(s['models'][m]['maps']):
+                    ag[f'layer{k + 1}'] = a  # placed on the image by the layer's geometry
+                    if s['models'][m].get('grids'): ag[f'layer{k + 1}'].attrs['grid'] = s['models'][m]['grids'][k]
                 mg['sample_pred'] = s['models'][m]['pred']
 
 # %% ../../nbs/05a_experiments.table1.ipynb #f03fd045
