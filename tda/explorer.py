@@ -16,8 +16,9 @@ from torch import nn
 
 from .core import MODELS, TdaError, seed_everything
 from .data.dataset import MREFDataset
-from .metrics import true_positive_strength
+from .metrics import digit_segmentation, place_map, true_positive_strength
 from .models.hattnet import effective_attention
+from .models.outputs import as_outputs
 from .train import load_best
 
 # %% auto #0
@@ -49,13 +50,17 @@ def explore(model: nn.Module, ds: MREFDataset, image: int, query: int) -> dict:
     b = ds.batch([qs[query]])
     out = model(b['image'], b['query'])
     prob = out['logits'].float().softmax(1)[0]
-    maps = [a[0, 0].float().numpy() for a in out.get('attention', [])]
+    out = as_outputs(out)
+    size, geo = b['image'].shape[-2:], out.get('geometry') or {}
+    maps = [place_map(a[:1], size, geo.get(n))[0].numpy() for n, a in out['attention'].items()]  # by geometry
     res = {'image': (b['image'][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), 'query': query,
            'answer': int(b['answer'][0]), 'pred': int(prob.argmax()), 'prob': float(prob.max()), 'maps': maps,
+           'grids': [tuple(a.shape[-2:]) for a in out['attention'].values()],
            'mask': b['mask'][0].numpy() if 'mask' in b else None, 'palette': ds.palette}
     if maps and 'mask' in b:
-        eff = effective_attention(out['attention'], b['mask'].shape[-2:])
-        res['effective'], res['tps'] = eff[0].numpy(), float(true_positive_strength(eff, b['mask'])[0])
+        eff = effective_attention(out['attention'], b['mask'].shape[-2:], geometry=out.get('geometry'))
+        seg = digit_segmentation(b['mask'])  # the library's TPS (tda.metrics)
+        res['effective'], res['tps'] = eff[0].numpy(), float(true_positive_strength(eff, seg)[0])
     return res
 
 # %% ../nbs/05c_explorer.ipynb #1fc3ca9d
@@ -74,7 +79,7 @@ def explore_figure(r: dict, name: str = ''):
     for ax, (l, a) in zip(axes[1:], enumerate(r['maps'], 1)):
         ax.imshow(r['image'], alpha=0.35)
         ax.imshow(a, cmap='magma', alpha=0.75, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation='nearest')
-        ax.set_title(f"layer {l} ({a.shape[0]}x{a.shape[1]})", fontsize=8)
+        ax.set_title(f"layer {l} ({r['grids'][l - 1][0]}x{r['grids'][l - 1][1]})", fontsize=8)
     if 'effective' in r:
         axes[-1].imshow(r['image'], alpha=0.35)
         axes[-1].imshow(r['effective'], cmap='magma', alpha=0.75)

@@ -14,7 +14,8 @@ import torch
 
 from .core import METRIC_SETS
 from .losses import decode_heatmaps
-from .metrics import AccuracyPerScale, AttentionPR, pointing_game, true_positive_strength, uniform_strength
+from .metrics import (SEGMENTATION_DILATION, AccuracyPerScale, AttentionPR, digit_segmentation, pointing_game,
+                         true_positive_strength, uniform_strength)
 from .models.hattnet import effective_attention
 
 # %% auto #0
@@ -64,8 +65,10 @@ class ClassificationMetrics(PerSampleMetrics):
 class MREFMetrics(PerSampleMetrics):
     "Accuracy, accuracy per scale, true-positive strength, pointing game and attention PR on MNIST Reference."
     def __init__(self, attention_map: str = 'effective', pr: bool = True, pr_thresholds: int = 101,
-                 tolerance: float = 0.0, target: str = 'answer', validation: bool = False):
+                 tolerance: float = 0.0, target: str = 'answer', validation: bool = False,
+                 dilation: int = SEGMENTATION_DILATION):
         self.attention_map, self.pr_enabled, self.pr_thresholds = attention_map, pr and not validation, pr_thresholds
+        self.dilation = dilation
         self.tolerance, self.target = tolerance, target
         self.reset()
 
@@ -77,11 +80,11 @@ class MREFMetrics(PerSampleMetrics):
 
     def per_sample(self, outputs: dict, batch: dict, loss: torch.Tensor) -> dict:
         "A batch's per-sample values, and the attention metrics updated."
-        logits, mask = outputs['logits'].float(), batch['mask']
+        logits, mask = outputs['logits'].float(), digit_segmentation(batch['mask'], self.dilation)
         d = {'index': batch['index'], 'pred': logits.argmax(1), 'target': batch[self.target], 'loss': loss.float(),
              'scale': batch['scale'].float(), 'uniform': uniform_strength(mask)}
         if outputs.get('attention'):
-            att = effective_attention(outputs['attention'], mask.shape[-2:], self.attention_map)
+            att = effective_attention(outputs['attention'], mask.shape[-2:], self.attention_map, outputs.get('geometry'))
             d['tps'] = true_positive_strength(att, mask)
             d['pointing'] = pointing_game(att, mask, self.tolerance)
             if self.pr is not None: d['_attention'], d['_mask'] = att.half(), mask

@@ -7,6 +7,9 @@ Docs: https://tda-developers.github.io/tda/metrics.html.md"""
 # %% ../nbs/02_metrics.ipynb #f9d28e02
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
@@ -16,9 +19,10 @@ from torchmetrics.functional.classification import binary_precision_recall_curve
 from .core import TdaError
 
 # %% auto #0
-__all__ = ['resize_attention', 'true_positive_strength', 'uniform_strength', 'attention_pr_curve', 'average_precision',
-           'scale_bins', 'accuracy_per_scale', 'pointing_game', 'TruePositiveStrength', 'PointingGame',
-           'AccuracyPerScale', 'AttentionPR']
+__all__ = ['SEGMENTATION_DILATION', 'resize_attention', 'MapGeometry', 'compose_geometry', 'even_geometry', 'place_map',
+           'true_positive_strength', 'uniform_strength', 'digit_segmentation', 'attention_pr_curve',
+           'average_precision', 'scale_bins', 'accuracy_per_scale', 'pointing_game', 'TruePositiveStrength',
+           'PointingGame', 'AccuracyPerScale', 'AttentionPR']
 
 # %% ../nbs/02_metrics.ipynb #8bad3a8d
 def _check_attention(attention) -> torch.Tensor:
@@ -45,6 +49,40 @@ def _prepare(attention, mask) -> tuple[torch.Tensor, torch.Tensor]:
     if len(a) != len(mask): raise TdaError(f"batch sizes differ: attention has {len(a)} maps, mask has {len(mask)}.")
     return resize_attention(a, mask.shape[-2:]), mask.to(a.device)
 
+# %% ../nbs/02_metrics.ipynb #8e4c10ca
+class MapGeometry(NamedTuple):
+    "Where a map's cells sit in its input: cell `p` of a row (or column) is centred at pixel `offset + stride * p`."
+    stride: float = 1.0
+    offset: float = 0.0
+
+def compose_geometry(layers, start: MapGeometry = MapGeometry()) -> MapGeometry:
+    "The geometry after `layers`, each `(kernel, stride, padding)` of a convolution or pool, applied in order."
+    g = start
+    for kernel, stride, padding in layers:  # a layer's first output looks at its input's cells 0..kernel-1, shifted
+        g = MapGeometry(g.stride * stride, g.offset + g.stride * ((kernel - 1) / 2 - padding))
+    return g
+
+def even_geometry(cells: int, size: int) -> MapGeometry:
+    "The geometry `F.interpolate(..., align_corners=False)` assumes: `cells` cells tiling `size` pixels evenly."
+    stride = size / cells
+    return MapGeometry(stride, (stride - 1) / 2)
+
+def place_map(attention: torch.Tensor, size, geometry: MapGeometry | None = None) -> torch.Tensor:
+    "`attention` (B,h,w) or (B,1,h,w) resampled to `size` (int or (H, W)) by its cells' `geometry`, clamped at 0: (B,H,W)."
+    a = _check_attention(attention)
+    H, W = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if geometry is None: return resize_attention(a, (H, W))  # an even tiling
+    stride, offset = float(geometry[0]), float(geometry[1])
+    if not (math.isfinite(stride) and math.isfinite(offset) and stride > 0):
+        raise TdaError(f"a map geometry needs a finite stride > 0 and a finite offset; got {tuple(geometry)}.")
+    def axis(n_out, n_cells):  # grid_sample's coordinate (align_corners=True: -1 and 1 are the first and last cell)
+        u = (torch.arange(n_out, dtype=torch.float64) - offset) / stride
+        return (2 * u / (n_cells - 1) - 1 if n_cells > 1 else torch.zeros_like(u)).to(a.dtype)
+    gy, gx = axis(H, a.shape[-2]), axis(W, a.shape[-1])
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing='xy'), -1).to(a.device)  # (H, W, 2) as (x, y)
+    out = F.grid_sample(a, grid.expand(len(a), H, W, 2), mode='bilinear', padding_mode='border', align_corners=True)
+    return out[:, 0].clamp(min=0)
+
 # %% ../nbs/02_metrics.ipynb #c44bf542
 @torch.no_grad()
 def true_positive_strength(attention: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -59,6 +97,18 @@ def uniform_strength(mask: torch.Tensor) -> torch.Tensor:
     if not isinstance(mask, torch.Tensor) or mask.ndim != 3:
         raise TdaError("mask must be a bool tensor of shape (B, H, W).")
     return mask.flatten(1).float().mean(1)
+
+# %% ../nbs/02_metrics.ipynb #24bfd301
+SEGMENTATION_DILATION = 1  # pixels around a digit's strokes that its segmentation holds (see above)
+
+def digit_segmentation(mask: torch.Tensor, dilation: int = SEGMENTATION_DILATION) -> torch.Tensor:
+    "The attention metrics' segmentation: `mask` (B,H,W) bool and every pixel within `dilation` pixels (3×3 steps)."
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 3 or mask.dtype != torch.bool:
+        raise TdaError("mask must be a bool tensor of shape (B, H, W).")
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 0:
+        raise TdaError(f"dilation must be an int >= 0; got {dilation!r}.")
+    if dilation == 0: return mask
+    return F.max_pool2d(mask[:, None].float(), 2 * dilation + 1, 1, dilation)[:, 0] > 0
 
 # %% ../nbs/02_metrics.ipynb #d0f602b9
 def _thresholds(thresholds, device=None) -> torch.Tensor:

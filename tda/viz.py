@@ -105,7 +105,8 @@ def plot_attention_layers(samples: list[dict], palette: list[str] | None = None)
     """Figures 6-7: for each question the image, then each model's attention maps layer by layer.
 
     A sample is `{'image': (H, W, 3) uint8, 'query': int, 'answer': int,
-    'models': {name: {'maps': [2-D arrays], 'pred': int}}}`."""
+    'models': {name: {'maps': [2-D arrays], 'pred': int, 'grids': [(h, w)] or None}}}`: maps at the image's size
+    (placed by `tda.metrics.place_map`), or a grid's own cells (drawn as an even tiling)."""
     import matplotlib.pyplot as plt
     names = list(samples[0]['models'])
     cols = 1 + max(len(samples[0]['models'][m]['maps']) for m in names)
@@ -119,12 +120,13 @@ def plot_attention_layers(samples: list[dict], palette: list[str] | None = None)
             axes[r, 0].imshow(s['image'])
             ok = 'right' if info['pred'] == s['answer'] else 'wrong'
             axes[r, 0].set_title(f"{_label(m)}: {s['query']}? {col(info['pred'])} ({ok})", fontsize=7)
+            grids = info.get('grids') or [a.shape for a in info['maps']]
             for c, a in enumerate(info['maps'], 1):
                 axes[r, c].imshow(s['image'], alpha=0.35)
                 axes[r, c].imshow(a, cmap='magma', alpha=0.75,
                                   extent=(-0.5, s['image'].shape[1] - 0.5, s['image'].shape[0] - 0.5, -0.5),
                                   interpolation='nearest')
-                axes[r, c].set_title(f"layer {c} ({a.shape[0]}x{a.shape[1]})", fontsize=7)
+                axes[r, c].set_title(f"layer {c} ({grids[c - 1][0]}x{grids[c - 1][1]})", fontsize=7)
     return fig
 
 def plot_training_curves(histories: dict):

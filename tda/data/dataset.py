@@ -138,6 +138,10 @@ class MREFDataset(Dataset):
         if self._h5 is not None: self._h5.close()
         self._h5 = None
 
+    def instances(self, image_ids) -> torch.Tensor:
+        "The instance maps `(B, H, W)` uint8 of images `image_ids`: 0 is the background, k the image's k-th digit."
+        return self._arrays(torch.as_tensor(image_ids, dtype=torch.long).reshape(-1))[1]
+
     def __getstate__(self):  # never send an open file handle to another process
         d = self.__dict__.copy()
         d['_h5'] = d['_pid'] = None

@@ -21,15 +21,18 @@ from ..checkpoint import load_checkpoint
 from ..core import MODELS, TdaError, atomic_path, run_record, write_json
 from ..data.dataset import MREFDataset
 from ..data.mref import ensure_dataset
+from ..metrics import digit_segmentation, place_map, true_positive_strength, uniform_strength
+from ..models.hattnet import effective_attention
+from ..models.outputs import as_outputs
 from ..models.pretrained import interim_results, load_pretrained, pretrained_cards
 from ..train import TrainConfig, config_diff, data_loader, evaluate, load_best, resolve_data, train
 from ..viz import (MODEL_LABELS, plot_accuracy_per_scale, plot_attention_layers, plot_pr_curves, plot_training_curves,
                      save_figure)
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'TABLE1_MODELS', 'finished_run', 'run_entry', 'sample_batch', 'attention_samples', 'format_table',
-           'write_table1', 'run_table1', 'report_table1', 'evaluate_pretrained', 'report_pretrained', 'test_best',
-           'unfinished_run']
+__all__ = ['PAPER_TABLE1', 'TABLE1_MODELS', 'attention_statistics', 'finished_run', 'run_entry', 'sample_batch',
+           'attention_samples', 'format_table', 'write_table1', 'run_table1', 'report_table1', 'evaluate_pretrained',
+           'report_pretrained', 'test_best', 'unfinished_run']
 
 # %% ../../nbs/05a_experiments.table1.ipynb #657634bb
 PAPER_TABLE1 = {
@@ -41,6 +44,31 @@ PAPER_TABLE1 = {
             'mbg': {'uniform': 2.39, 'soft': 6.73, 'hard': 7.64, 'hattnet': 8.62, 'hattnet_ctx': 11.01}},
 }
 TABLE1_MODELS = ('stn', 'soft', 'hard', 'hattnet', 'hattnet_ctx')
+
+# %% ../../nbs/05a_experiments.table1.ipynb #c87ea29b
+@torch.no_grad()
+def attention_statistics(model, ds: MREFDataset, n: int = 2000, batch_size: int = 250, seed: int = 0) -> dict:
+    "Accuracy, TPS of the maps' product and of each map, each map's mean on the background and digits: `n` questions."
+    model = model.eval()
+    idx = np.sort(np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False))
+    correct, tps, uniform, inside, area = 0, {}, 0.0, {}, {}
+    for s in range(0, len(idx), batch_size):
+        b = ds.batch(idx[s:s + batch_size].tolist())
+        out = as_outputs(model(b['image'], b['query'], b['image_id']))
+        correct += int((out['logits'].argmax(1) == b['answer']).sum())
+        inst, seg, geo = ds.instances(b['image_id']), digit_segmentation(b['mask']), out.get('geometry') or {}
+        regions = {'background': inst == 0, 'queried digit': b['mask'], 'other digits': (inst > 0) & ~b['mask']}
+        placed = {k: place_map(a, b['image'].shape[-2:], geo.get(k)) for k, a in out['attention'].items()}
+        maps = {'product': effective_attention(out['attention'], b['image'].shape[-2:], geometry=geo), **placed}
+        for k, a in maps.items(): tps[k] = tps.get(k, 0.0) + float(true_positive_strength(a, seg).sum())
+        uniform += float(uniform_strength(seg).sum())
+        for k, a in placed.items():
+            for r, m in regions.items():
+                inside[k, r] = inside.get((k, r), 0.0) + float((a * m).sum())
+                area[k, r] = area.get((k, r), 0) + int(m.sum())
+    return {'n': len(idx), 'accuracy': correct / len(idx), 'tps': {k: v / len(idx) for k, v in tps.items()},
+            'uniform_tps': uniform / len(idx),
+            'mean': {k: {r: inside[k, r] / max(area[k, r], 1) for r in regions} for k in placed}}
 
 # %% ../../nbs/05a_experiments.table1.ipynb #2afb7759
 def _finished(run: Path, cfg: TrainConfig) -> dict | None:
@@ -77,9 +105,12 @@ def sample_batch(fn, n: int, seed: int = 0) -> tuple[dict, np.ndarray, list[str]
 
 @torch.no_grad()
 def attention_samples(model, batch: dict) -> dict:
-    "Predictions and per-layer attention maps of `model` (in eval mode) on a `batch` of questions."
-    out = model.eval()(batch['image'], batch['query'])
-    return {'pred': out['logits'].argmax(1).numpy(), 'maps': [a[:, 0].float().numpy() for a in out['attention']]}
+    "Predictions of `model` (in eval mode) on a `batch`, its layers' maps placed on the image by their geometry, and grids."
+    out = as_outputs(model.eval()(batch['image'], batch['query']))
+    size, geo = batch['image'].shape[-2:], out.get('geometry') or {}
+    return {'pred': out['logits'].argmax(1).numpy(),
+            'maps': [place_map(a, size, geo.get(n)).numpy() for n, a in out['attention'].items()],
+            'grids': [tuple(a.shape[-2:]) for a in out['attention'].values()]}
 
 def format_table(results: dict) -> str:
     "Markdown: our test accuracy and true-positive strength beside the paper's Table 1 (percent)."
@@ -127,7 +158,7 @@ def write_table1(out, results: dict, samples: dict, palette: list[str], config: 
 def _figure_samples(s: dict) -> list[dict]:
     b = s['batch']
     return [{'image': s['image'][k], 'query': int(b['query'][k]), 'answer': int(b['answer'][k]),
-             'models': {m: {'maps': [a[k] for a in d['maps']], 'pred': int(d['pred'][k])}
+             'models': {m: {'maps': [a[k] for a in d['maps']], 'pred': int(d['pred'][k]), 'grids': d.get('grids')}
                         for m, d in s['models'].items()}}
             for k in range(len(s['index']))]
 
@@ -149,7 +180,9 @@ def _write_results(path: Path, results: dict, samples: dict, config: dict):
                 mg.create_dataset('predictions', data=rec, compression='gzip')
                 mg.attrs['metrics'] = json.dumps({k: x for k, x in r.items() if not k.startswith('_')})
                 ag = mg.create_group('attention')
-                for k, a in enumerate(s['models'][m]['maps']): ag[f'layer{k + 1}'] = a
+                for k, a in enumerate(s['models'][m]['maps']):
+                    ag[f'layer{k + 1}'] = a  # placed on the image by the layer's geometry
+                    if s['models'][m].get('grids'): ag[f'layer{k + 1}'].attrs['grid'] = s['models'][m]['grids'][k]
                 mg['sample_pred'] = s['models'][m]['pred']
 
 # %% ../../nbs/05a_experiments.table1.ipynb #f03fd045

@@ -7,18 +7,24 @@ Docs: https://tda-developers.github.io/tda/models.hattnet.html.md"""
 # %% ../../nbs/03_models.hattnet.ipynb #8c04855f
 from __future__ import annotations
 
+import math
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..core import MODELS, TdaError
+from ..metrics import MapGeometry, compose_geometry, place_map
 
 # %% auto #0
-__all__ = ['conv_stage', 'conv_trunk', 'QueryAttention', 'per_image', 'AttentionHead', 'HAttNet', 'hattnet_ctx', 'hattnet',
-           'SoftAttentionNet', 'HardAttentionNet', 'soft', 'hard', 'SpatialTransformerNet', 'sampled_region', 'stn',
-           'effective_attention']
+__all__ = ['STAGE', 'GATE_POSITIONS', 'conv_stage', 'conv_trunk', 'stage_geometry', 'QueryAttention', 'per_image',
+           'AttentionHead', 'glorot_init', 'HAttNet', 'hattnet_ctx', 'hattnet', 'SoftAttentionNet', 'HardAttentionNet',
+           'soft', 'hard', 'SpatialTransformerNet', 'sampled_region', 'stn', 'effective_attention']
 
 # %% ../../nbs/03_models.hattnet.ipynb #346c3fa5
+STAGE = [(3, 1, 0), (2, 2, 0)]  # one stage's valid 3x3 convolution and 2x2 pool, as (kernel, stride, padding)
+
 def conv_stage(in_channels: int, channels: int = 32) -> nn.Sequential:
     "3x3 valid convolution, 2x2 max-pool, ReLU: one stage of the trunk."
     # max-pool before ReLU gives exactly ReLU-then-pool (both are monotone) on a quarter of the values
@@ -28,17 +34,22 @@ def conv_trunk(in_channels: int = 3, channels: int = 32, stages: int = 4) -> nn.
     "The paper's trunk: `stages` conv stages of `channels` channels."
     return nn.Sequential(*[conv_stage(in_channels if i == 0 else channels, channels) for i in range(stages)])
 
+def stage_geometry(stage: int, before_pool: bool = False) -> MapGeometry:
+    "Where the cells of trunk stage `stage`'s output (1 is the first) sit in the image; `before_pool`: its conv's."
+    return compose_geometry(STAGE * (stage - 1) + STAGE[:1 if before_pool else 2])
+
 # %% ../../nbs/03_models.hattnet.ipynb #1c28926a
 class QueryAttention(nn.Module):
     "Query-conditioned spatial attention of Seo et al. (Eq. 6): a map of sigmoid gates or a spatial softmax."
     def __init__(self, channels: int, num_queries: int = 10, hidden: int = 32, kernel_size: int = 1,
-                 gate: str = 'sigmoid'):
+                 gate: str = 'sigmoid', bias: float | None = None):
         super().__init__()
         if gate not in ('sigmoid', 'softmax'): raise TdaError(f"gate must be 'sigmoid' or 'softmax', not {gate!r}.")
         self.gate = gate
         self.conv = nn.Conv2d(channels, hidden, kernel_size, padding=kernel_size // 2)
         self.query = nn.Embedding(num_queries, hidden)
         self.score = nn.Conv2d(hidden, 1, 1)
+        if bias is not None: nn.init.constant_(self.score.bias, bias)  # sigmoid(bias): where the gates start
 
     def scores(self, f, query):
         "The raw attention scores `(B, 1, h, w)`, before the gate."
@@ -66,27 +77,64 @@ class AttentionHead(nn.Sequential):
         super().__init__(nn.BatchNorm1d(channels) if norm else nn.Identity(), nn.Dropout(dropout),
                          nn.Linear(channels, num_classes))
 
+GATE_POSITIONS = ('after_pool', 'before_pool', 'before_relu')
+
+def glorot_init(model: nn.Module) -> nn.Module:
+    "Theano-era initialisation (Lasagne's defaults): Glorot-uniform weights, zero biases, N(0, 0.01²) embeddings."
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None: nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding): nn.init.normal_(m.weight, std=0.01)
+    return model
+
 class HAttNet(nn.Module):
     "Progressive attention network of Seo et al.: query-conditioned attention after every conv stage."
     def __init__(self, num_classes: int = 5, num_queries: int = 10, channels: int = 32, stages: int = 4,
-                 context: int = 3, dropout: float = 0.5, in_channels: int = 3, head_norm: bool = True):
+                 context: int = 3, dropout: float = 0.5, in_channels: int = 3, head_norm: bool = True,
+                 gate_position: str = 'after_pool', gate_bias: float | None = None, init: str = 'torch'):
         super().__init__()
+        if gate_position not in GATE_POSITIONS:
+            raise TdaError(f"gate_position must be one of {GATE_POSITIONS}, not {gate_position!r}.")
+        if init not in ('torch', 'glorot'): raise TdaError(f"init must be 'torch' or 'glorot', not {init!r}.")
+        if gate_bias is not None and not math.isfinite(gate_bias):
+            raise TdaError(f"gate_bias must be a finite number; got {gate_bias}.")
         self.trunk = conv_trunk(in_channels, channels, stages)
         self.attention = nn.ModuleList(
             [QueryAttention(channels, num_queries, kernel_size=context, gate='sigmoid') for _ in range(stages - 1)]
             # no context needed in the last layer
             + [QueryAttention(channels, num_queries, kernel_size=1, gate='softmax')])
         self.head = AttentionHead(channels, num_classes, dropout, head_norm)
+        if init == 'glorot': glorot_init(self)
+        if gate_bias is not None:
+            for att in self.attention[:-1]: nn.init.constant_(att.score.bias, gate_bias)
+        # the last layer's softmax stays on the pooled 4x4 map whatever the gates' position
+        self.positions = [gate_position] * (stages - 1) + ['after_pool']
+        self.geometry = [stage_geometry(i + 1, p == 'before_pool') for i, p in enumerate(self.positions)]
+
+    def _gated(self, i: int, x):
+        "Stage `i` up to its gate: its whole stage, or the stage without its pool or its ReLU."
+        conv, pool, relu = self.trunk[i]
+        if self.positions[i] == 'before_pool': return relu(conv(x))
+        if self.positions[i] == 'before_relu': return pool(conv(x))
+        return self.trunk[i](x)
+
+    def _rest(self, i: int, x):
+        "What stage `i` does after its gate."
+        _, pool, relu = self.trunk[i]
+        return pool(x) if self.positions[i] == 'before_pool' else relu(x) if self.positions[i] == 'before_relu' else x
 
     def forward(self, image, query, image_id=None):
-        "Logits and the attention map of every layer; questions with one `image_id` share the first stage."
+        "Logits, every layer's attention map and its geometry; questions with one `image_id` share the first stage."
         x, maps = image, []
-        for i, (stage, att) in enumerate(zip(self.trunk, self.attention)):
-            f = per_image(stage, x, image_id) if i == 0 else stage(x)  # the first stage does not see the query
+        for i, att in enumerate(self.attention):
+            # the first stage does not see the query
+            f = per_image(partial(self._gated, 0), x, image_id) if i == 0 else self._gated(i, x)
             a = att(f, query)
-            x = a * f  # Eq. 7: r(alpha, C) * f
+            x = self._rest(i, a * f)  # Eq. 7: r(alpha, C) * f
             maps.append(a)
-        return {'logits': self.head(x.sum((2, 3))), 'attention': maps}  # Eq. 8: sum of the last attended map
+        # Eq. 8: sum of the last attended map
+        return {'logits': self.head(x.sum((2, 3))), 'attention': maps, 'geometry': list(self.geometry)}
 
 @MODELS.register('hattnet_ctx', task='query')
 def hattnet_ctx(**kw) -> HAttNet:
@@ -107,12 +155,13 @@ class SoftAttentionNet(nn.Module):
         self.trunk = conv_trunk(in_channels, channels, stages)
         self.attention = QueryAttention(channels, num_queries, kernel_size=1, gate='softmax')
         self.head = AttentionHead(channels, num_classes, dropout, head_norm)
+        self.geometry = [stage_geometry(stages)]
 
     def forward(self, image, query, image_id=None):
-        "Logits and the one attention map; questions with one `image_id` share the trunk."
+        "Logits, the one attention map and its geometry; questions with one `image_id` share the trunk."
         f = per_image(self.trunk, image, image_id)
         a = self.attention(f, query)
-        return {'logits': self.head((a * f).sum((2, 3))), 'attention': [a]}
+        return {'logits': self.head((a * f).sum((2, 3))), 'attention': [a], 'geometry': list(self.geometry)}
 
 class HardAttentionNet(SoftAttentionNet):
     "HARD baseline: attention as a distribution over locations, trained on the marginal log-likelihood."
@@ -123,7 +172,7 @@ class HardAttentionNet(SoftAttentionNet):
         B, C, H, W = f.shape
         per_loc = self.head(f.permute(0, 2, 3, 1).reshape(B * H * W, C)).log_softmax(-1).view(B, H * W, -1)
         logits = torch.logsumexp(per_loc + a.flatten(1).clamp_min(1e-12).log()[:, :, None], dim=1)
-        return {'logits': logits, 'attention': [a]}
+        return {'logits': logits, 'attention': [a], 'geometry': list(self.geometry)}
 
 @MODELS.register('soft', task='query')
 def soft(**kw) -> SoftAttentionNet:
@@ -150,6 +199,7 @@ class SpatialTransformerNet(nn.Module):
         with torch.no_grad(): self.theta[-1].bias.copy_(torch.tensor([1., 0, 0, 0, 1, 0]))  # the identity
         self.trunk = conv_trunk(in_channels, channels, stages)
         self.head = AttentionHead(channels, num_classes, dropout, head_norm)
+        self.geometry = [MapGeometry(1, 0)]  # the sampled region is a map of the image's own pixels
 
     def forward(self, image, query, image_id=None):
         "Logits, the sampled region as the attention map, and the affine transform."
@@ -158,7 +208,7 @@ class SpatialTransformerNet(nn.Module):
         grid = F.affine_grid(theta, list(image.shape), align_corners=False)
         x = F.grid_sample(image, grid, align_corners=False)
         return {'logits': self.head(self.trunk(x).sum((2, 3))), 'attention': [sampled_region(theta, image.shape[-2:])],
-                'theta': theta}
+                'geometry': list(self.geometry), 'theta': theta}
 
 def sampled_region(theta, size) -> torch.Tensor:
     "The input pixels an affine `theta` (B, 2, 3) samples from, as a 0/1 map `(B, 1, H, W)`."
@@ -177,14 +227,25 @@ def stn(**kw) -> SpatialTransformerNet:
     return SpatialTransformerNet(**kw)
 
 # %% ../../nbs/03_models.hattnet.ipynb #ef553606
-def effective_attention(maps, size, which: str = 'effective') -> torch.Tensor:
+def _aligned(geometry, maps: list, names: list | None) -> list:
+    "The geometry of each map of `maps` (None where unknown), from a list in the same order or a dict by name."
+    if geometry is None: return [None] * len(maps)
+    if isinstance(geometry, dict): return [geometry.get(n) for n in names] if names else list(geometry.values())
+    geometry = list(geometry)
+    if len(geometry) != len(maps):
+        raise TdaError(f"{len(geometry)} geometries for {len(maps)} attention maps; give one per map.")
+    return geometry
+
+def effective_attention(maps, size, which: str = 'effective', geometry=None) -> torch.Tensor:
     "One `(B, H, W)` map per sample from attention maps (a list or a dict): their product at `size`, or the last one."
-    if isinstance(maps, dict): maps = list(maps.values())  # tda.models.outputs: name -> map, input side first
+    names = list(maps) if isinstance(maps, dict) else None  # tda.models.outputs: name -> map, input side first
+    maps = list(maps.values()) if isinstance(maps, dict) else list(maps)
     if which not in ('effective', 'last'):
         raise TdaError(f"attention map must be 'effective' or 'last', not {which!r}.")
-    maps = maps[-1:] if which == 'last' else maps
+    geometry = _aligned(geometry, maps, names)
+    if which == 'last': maps, geometry = maps[-1:], geometry[-1:]
     out = None
-    for a in maps:
-        a = F.interpolate(a.float(), size=tuple(size), mode='bilinear', align_corners=False).clamp_min(0)[:, 0]
+    for a, g in zip(maps, geometry):
+        a = place_map(a.float(), tuple(size), g)
         out = a if out is None else out * a
     return out

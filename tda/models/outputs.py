@@ -23,9 +23,12 @@ def as_outputs(out) -> dict:
         maps = sorted(out[1].items(), key=lambda kv: (kv[0][1], kv[0][0]))  # flow by flow, stage by stage
         return {'logits': out[0], 'attention': {f'stage{l}.flow{n}': a for (l, n), a in maps}}
     if isinstance(out, dict):
-        att = out.get('attention', {})
-        if not isinstance(att, dict): att = {f'attention{i + 1}': a for i, a in enumerate(att)}
-        return {**out, 'attention': att}
+        att, geo = out.get('attention', {}), out.get('geometry')
+        if not isinstance(att, dict):
+            names = [f'attention{i + 1}' for i in range(len(att))]
+            att = dict(zip(names, att))
+            if geo is not None and not isinstance(geo, dict): geo = dict(zip(names, geo))
+        return {**out, 'attention': att, **({'geometry': geo} if geo is not None else {})}
     raise TdaError(f"a model returned {type(out).__name__}; the contract takes a tensor of logits, a dict, or "
                    "TDAF's (logits, maps).")
 

@@ -193,7 +193,8 @@ class AttributeMetrics:
              'labels': batch[self.target].to(torch.int8), 'query': batch['query']}
         if outputs.get('attention') and 'box' in batch:
             mask = box_masks(batch['box'], batch['image'].shape[-2:])
-            att = effective_attention(outputs['attention'], mask.shape[-2:], self.attention_map)
+            att = effective_attention(outputs['attention'], mask.shape[-2:], self.attention_map,
+                                      outputs.get('geometry'))
             d.update(tps=true_positive_strength(att, mask), uniform=uniform_strength(mask),
                      pointing=pointing_game(att, mask))
         return d
