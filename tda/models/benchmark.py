@@ -1,4 +1,4 @@
-"""The attention benchmark's models: every family at one small width by name, and where each of their maps sits in the input.
+"""The attention benchmark's models: every family at one small width, and where each of their maps sits in the input.
 
 Docs: https://tda-developers.github.io/tda/models.benchmark.html.md"""
 
