@@ -1,4 +1,4 @@
-"""One digit to find among clutter: a classification set with the target's mask and box, by the MNIST Reference generator.
+"""One digit to find among clutter: a classification set with its mask and box, made by the MNIST Reference generator.
 
 Docs: https://tda-developers.github.io/tda/data.locate.html.md"""
 
