@@ -1,4 +1,4 @@
-"""torchvision's ResNet at any width, with or without the stem's max-pool: the backbone of TDAN, TDAF and the baselines.
+"""torchvision's ResNet at any width, with or without the stem's max-pool: the backbone of TDAN, TDAF, the baselines.
 
 Docs: https://tda-developers.github.io/tda/models.resnet.html.md"""
 
