@@ -11,7 +11,8 @@
   the trainer on the paper-size file; every epoch's training images per CPU-second, validation and set-up included
   in the run's CPU time), which scales the synthetic figures to the trainer's;
 - every model's scoring of the paper-size test split (`tda.experiments.benchmark`: every map, the resolutions, the
-  latency), an untrained network being as dear to score as a trained one;
+  latency), an untrained network being as dear to score as a trained one, timed on `--score-images` test images and
+  scaled to the split;
 
 then predicts each paper-size run's CPU-seconds (`PAPER_EPOCHS` epochs, validation, scoring) and the grid's
 CPU-hours, and writes bench/results/attention_benchmark_cost_cpu.json. The machine's load average is recorded beside
@@ -63,17 +64,20 @@ def train_speed(name: str, steps: int = 8, warmup: int = 3, batch: int = 128) ->
     return batch * steps / (time.process_time() - c0)
 
 
-def scoring_cost(name: str, test: LocateDataset) -> dict:
-    "CPU-seconds of scoring an (untrained) `name` on the test split as a run does: maps, resolutions, latency."
+def scoring_cost(name: str, test: LocateDataset, n: int) -> dict:
+    """CPU-seconds of scoring an (untrained) `name` on the test split as a run does (maps, resolutions, latency),
+    measured on its first `n` images and scaled to the whole split (the scoring is linear in the images)."""
     net = benchmark_model(name).eval()
+    scale = len(test) / n
     c0 = time.process_time()
-    loc = localisation(net, test)
+    loc = localisation(net, test, n)
     c1 = time.process_time()
-    accuracy_over_resolutions(net, test, RESOLUTIONS)
+    accuracy_over_resolutions(net, test, RESOLUTIONS, n)
     c2 = time.process_time()
     model_cost(net, 64, 20)
-    return {'maps': len(loc['maps']), 'localisation_cpu_s': c1 - c0, 'resolutions_cpu_s': c2 - c1,
-            'cost_cpu_s': time.process_time() - c2, 'scoring_cpu_s': time.process_time() - c0}
+    c3 = time.process_time()
+    return {'maps': len(loc['maps']), 'localisation_cpu_s': (c1 - c0) * scale, 'resolutions_cpu_s': (c2 - c1) * scale,
+            'cost_cpu_s': c3 - c2, 'scoring_cpu_s': (c2 - c0) * scale + c3 - c2, 'measured_on': n}
 
 
 def cmd_cost(a):
@@ -89,21 +93,22 @@ def cmd_cost(a):
     cheap = min(a.models, key=lambda m: 1 / rows[m]['synthetic_img_per_cpu_s'])
     dear = max(a.models, key=lambda m: 1 / rows[m]['synthetic_img_per_cpu_s'])
     calibrate = a.calibrate or [cheap, dear]
-    data = ensure_locate(a.difficulty, 'paper')
+    data = ensure_locate(a.difficulty, 'paper', progress=False)
     test = LocateDataset(data, 'test', masks=True)
     n_train = len(LocateDataset(data, 'train'))
     for m in a.models:
-        rows[m].update(scoring_cost(m, test), load_scoring=load())
+        rows[m].update(scoring_cost(m, test, a.score_images), load_scoring=load())
         print(f"{m:34s} scoring {rows[m]['scoring_cpu_s']:6.1f} CPU-s ({rows[m]['maps']} maps)  load {load()[0]:.1f}",
               flush=True)
     real = {}
     with tempfile.TemporaryDirectory() as d:
         for m in calibrate:
             s = run_benchmark(m, a.difficulty, 0, 'paper', out=Path(d)/m/'out', epochs=a.epochs,
-                              train_dir=Path(d)/m/'train', progress=False, latency_repeats=5)
+                              train_dir=Path(d)/m/'train', progress=False, latency_repeats=5,
+                              test_images=a.score_images)
             hist = json.loads((Path(s['train_dir'])/'metrics.json').read_text())
             real[m] = {'epochs': a.epochs, 'train_img_per_cpu_s': [h['train_samples_per_cpu_s'] for h in hist],
-                       'train_total_cpu_s': s['train_total_cpu_seconds'], 'scoring_cpu_s': s['eval_cpu_seconds'],
+                       'train_total_cpu_s': s['train_total_cpu_seconds'],
                        'epoch_train_cpu_s': [h['train_cpu_seconds'] for h in hist], 'top1': s['top1'], 'load': load()}
             print(f"{m:34s} real: {a.epochs} epochs in {s['train_total_cpu_seconds']:.0f} CPU-s "
                   f"({', '.join(f'{v:.0f}' for v in real[m]['train_img_per_cpu_s'])} img/CPU-s), "
@@ -157,6 +162,7 @@ def main():
     c.add_argument('--seeds', type=int, default=3)
     c.add_argument('--threads', type=int, default=1)
     c.add_argument('--startup', type=float, default=8.0, help="CPU-seconds of a run's start (kernel, imports)")
+    c.add_argument('--score-images', type=int, default=500, help='test images the scoring is timed on (then scaled)')
     c.set_defaults(func=cmd_cost)
     r = sub.add_parser('report', help='the report of the finished runs of a benchmark sweep')
     r.add_argument('--sweep', default='attention_benchmark', help='the sweep, by name in the runs folder')

@@ -69,7 +69,7 @@ def train_or_resume(cfg: TrainConfig) -> dict:
     if (out/'checkpoints'/'last.pt').is_file(): return train(cfg, resume=True)
     return train(cfg, overwrite=True)
 
-# %% ../../nbs/05d_experiments.benchmark.ipynb #4cd486d9
+# %% ../../nbs/05d_experiments.benchmark.ipynb #a6e7deea
 def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
     """Each map of (B, H, W) min-max normalised to [0, 1] (wsolevaluation's rule); a flat map (its range within float
     rounding, 1e-5 of its largest value) becomes 0, not its rounding noise stretched to [0, 1]."""
@@ -78,9 +78,9 @@ def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(flat, torch.zeros_like(maps), (maps - lo) / (hi - lo).clamp_min(1e-12))
 
 class MapScores:
-    "PxAP, MaxBoxAccV2, the pointing game and TPS of one kind of map, gathered batch by batch."
-    def __init__(self, thresholds: int = 101):
-        self.pr = AttentionPR(thresholds, sync_on_compute=False)
+    "PxAP, the pointing game, TPS and (with `boxes`) MaxBoxAccV2 of one kind of map, gathered batch by batch."
+    def __init__(self, thresholds: int = 101, boxes: bool = True):
+        self.pr, self.with_boxes = AttentionPR(thresholds, sync_on_compute=False), boxes
         self.tps, self.pointing, self.maps, self.boxes = [], [], [], []
 
     def update(self, maps: torch.Tensor, segmentation: torch.Tensor, boxes: torch.Tensor):
@@ -88,16 +88,19 @@ class MapScores:
         self.pr.update(maps, segmentation)
         self.tps.append(true_positive_strength(maps, segmentation))
         self.pointing.append(pointing_game(maps, segmentation))
-        self.maps.append(maps.half())
-        self.boxes.append(boxes)
+        if self.with_boxes:
+            self.maps.append(maps.half())
+            self.boxes.append(boxes)
 
     def compute(self) -> dict:
-        "PxAP, MaxBoxAccV2 (and per IoU), GT-known localisation, pointing game and TPS over every map added."
+        "PxAP, pointing game and TPS over every map added; MaxBoxAccV2 (and per IoU), GT-known localisation too."
+        res = {'pxap': float(self.pr.average_precision()), 'pointing': float(torch.cat(self.pointing).float().mean()),
+               'tps': float(torch.cat(self.tps).mean())}
+        if not self.with_boxes: return res
         boxes = [b[None] for b in torch.cat(self.boxes).numpy()]  # one box per image
         box = localisation_metrics(torch.cat(self.maps).float().numpy(), boxes)
-        return {'pxap': float(self.pr.average_precision()), 'maxboxacc_v2': box['maxboxacc_v2'],
-                **{k: v for k, v in box.items() if k.startswith('maxboxacc_iou')}, 'gt_known_loc': box['gt_known_loc'],
-                'pointing': float(torch.cat(self.pointing).float().mean()), 'tps': float(torch.cat(self.tps).mean())}
+        return {**res, 'maxboxacc_v2': box['maxboxacc_v2'], 'gt_known_loc': box['gt_known_loc'],
+                **{k: v for k, v in box.items() if k.startswith('maxboxacc_iou')}}
 
 # %% ../../nbs/05d_experiments.benchmark.ipynb #6b28162d
 class GridGradCAM(GradCAM):
@@ -134,11 +137,16 @@ def received_attention(model: nn.Module, placed: dict) -> torch.Tensor | None:
     maps = [m + eta for n, m in placed.items() if _reaches_head(model, n)]
     return torch.stack(maps).prod(0) if maps else None
 
-# %% ../../nbs/05d_experiments.benchmark.ipynb #27e7a553
+# %% ../../nbs/05d_experiments.benchmark.ipynb #5c3d55b4
+def _headline(name: str) -> bool:
+    "Whether map `name` is one of a model's headline maps: Grad-CAM (every pass) and the attention the image receives."
+    return name == 'attention' or name.startswith('gradcam')
+
 def localisation(model: nn.Module, ds: LocateDataset, n: int | None = None, batch_size: int = 100,
-                 n_samples: int = 8, progress: bool = False) -> dict:
+                 n_samples: int = 8, box_all: bool = False, progress: bool = False) -> dict:
     """Top-1 per pass and the scores of every map (own, their product `attention`, Grad-CAM) of `model` on the first
-    `n` images of `ds` (all if None); `samples`: the first `n_samples` images, targets and placed maps."""
+    `n` images of `ds` (all if None); `samples`: the first `n_samples` images, targets and placed maps. MaxBoxAccV2,
+    the dearest score (every region of every map at 100 thresholds), for the headline maps only, unless `box_all`."""
     model.eval()
     n = len(ds) if n is None else min(n, len(ds))
     scores, correct, samples = {}, [], {}
@@ -152,7 +160,8 @@ def localisation(model: nn.Module, ds: LocateDataset, n: int | None = None, batc
         if (received := received_attention(model, placed)) is not None: placed['attention'] = received
         placed.update({k: place_map(a, size, g) for k, (a, g) in gradcam_maps(model, x, y).items()})
         seg = digit_segmentation(b['mask'])
-        for k, m in placed.items(): scores.setdefault(k, MapScores()).update(normalise_maps(m), seg, b['box'])
+        for k, m in placed.items():
+            scores.setdefault(k, MapScores(boxes=box_all or _headline(k))).update(normalise_maps(m), seg, b['box'])
         if start == 0:
             keep = slice(0, n_samples)
             samples = {'image': (x[keep] * 255).round().byte().numpy(), 'mask': b['mask'][keep].numpy(),
@@ -344,7 +353,7 @@ def _cost_ratio(rows, a, b, difficulty) -> dict:
     mean = lambda m, k: np.mean([r[k] for r in rows if r['model'] == m and r['difficulty'] == difficulty])
     return {f'{k}_ratio': float(mean(a, k) / mean(b, k)) for k in ('params', 'mmacs', 'latency_ms')}
 
-# %% ../../nbs/05d_experiments.benchmark.ipynb #24822af6
+# %% ../../nbs/05d_experiments.benchmark.ipynb #53b3c862
 TABLE_COLUMNS = {'top1': 'top-1', 'params': 'params (k)', 'mmacs': 'MMACs', 'latency_ratio': 'latency ×',
                  'train_samples_per_cpu_s': 'train img/CPU-s', 'pxap_gradcam': 'Grad-CAM PxAP',
                  'maxboxacc_v2_gradcam': 'Grad-CAM MaxBoxAccV2', 'pointing_gradcam': 'Grad-CAM pointing',
@@ -384,7 +393,7 @@ def maps_table(rows: list[dict]) -> str:
         for m in [m for m in LABELS if any(r['model'] == m for r in rows)]:
             sel = [r for r in rows if r['model'] == m and r['difficulty'] == d]
             for name in dict.fromkeys(k for r in sel for k in r['maps']):
-                cells = [_cell([r['maps'][name][k] for r in sel if name in r['maps']], k) for k in keys]
+                cells = [_cell([r['maps'][name][k] for r in sel if k in r['maps'].get(name, {})], k) for k in keys]
                 lines.append(f"| {d} | {label(m)} | {name} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
