@@ -23,12 +23,12 @@ from .mref import generate_mref
 __all__ = ['LOCATE_COMMON', 'DIFFICULTIES', 'LOCATE_SIZES', 'locate_params', 'locate_path', 'ensure_locate', 'open_locate',
            'tight_boxes', 'LocateDataset']
 
-# %% ../../nbs/01_data.locate.ipynb #0f8b3e5b
-#: What every difficulty shares: a 64 px canvas, one digit, 17 to 45 px tall.
-LOCATE_COMMON = {'canvas': (64, 64), 'digits': (1, 1), 'scale': (0.6, 1.6)}
+# %% ../../nbs/01_data.locate.ipynb #6c492819
+#: What every difficulty shares: a 64 px canvas, one digit, 20 to 45 px tall.
+LOCATE_COMMON = {'canvas': (64, 64), 'digits': (1, 1), 'scale': (0.7, 1.6)}
 #: The generator options of each difficulty (any option of `MREFParams`).
 DIFFICULTIES = {'clean': {'variant': 'mref'},
-                'clutter': {'variant': 'mbg', 'distractors': 16, 'distractor_size': 10, 'distractor_scale': (0.7, 1.6)}}
+                'clutter': {'variant': 'mbg', 'distractors': 12, 'distractor_size': 10, 'distractor_scale': (0.6, 1.2)}}
 #: Images per split.
 LOCATE_SIZES = {'smoke': {'train': 256, 'val': 64, 'test': 64},
                 'paper': {'train': 10_000, 'val': 1_000, 'test': 2_000}}

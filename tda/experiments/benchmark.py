@@ -39,8 +39,8 @@ __all__ = ['PAPER_EPOCHS', 'BASELINE', 'RESOLUTIONS', 'LABELS', 'CLAIMS', 'TABLE
            'finished_summaries', 'compare', 'claims_table', 'summary_table', 'maps_table', 'claims_markdown',
            'plot_accuracy_cost', 'plot_localisation', 'plot_resolution', 'plot_samples', 'benchmark_report']
 
-# %% ../../nbs/05d_experiments.benchmark.ipynb #c77147d7
-PAPER_EPOCHS = 12
+# %% ../../nbs/05d_experiments.benchmark.ipynb #a9afb453
+PAPER_EPOCHS = 10
 BASELINE = 'resnet18'
 RESOLUTIONS = (48, 56, 64, 80, 96, 128)  # TDAN's Figure 5: 0.75x to 2x the training resolution
 

@@ -46,7 +46,7 @@ def hattnet_noquery(num_classes: int = 10, **kw) -> HAttNetClassifier:
     "HAttNet as an image classifier (1x1 attention layers, one learnt query)."
     return HAttNetClassifier(num_classes, context=1, **kw)
 
-# %% ../../nbs/03_models.benchmark.ipynb #7a48c82a
+# %% ../../nbs/03_models.benchmark.ipynb #786c79a2
 _SMALL_RESNET = {'width': 16, 'stem_pool': False}
 _SMALL_MOBILENET = {'width_mult': 0.5, 'dilated': True}
 
@@ -54,6 +54,7 @@ _SMALL_MOBILENET = {'width_mult': 0.5, 'dilated': True}
 BENCHMARK_MODELS = {
     'resnet18': _SMALL_RESNET, 'resnet18_se': _SMALL_RESNET, 'resnet18_cbam': _SMALL_RESNET,
     'resnet18_eca': _SMALL_RESNET, 'resnet18_tdjoint_t2_m1': _SMALL_RESNET, 'resnet18_tdtop_t2_m1': _SMALL_RESNET,
+    'resnet18_tdjoint_t3_m1': _SMALL_RESNET, 'resnet18_tdaf_anar3_f2': _SMALL_RESNET,
     'resnet18_tdaf_anar3_f3': _SMALL_RESNET, 'mobilenetv3_large': _SMALL_MOBILENET,
     'mobilenetv3_large_tdjoint_t2_m1': _SMALL_MOBILENET, 'hattnet_noquery': {}, 'hattnet_ctx_noquery': {}}
 
