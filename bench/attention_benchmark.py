@@ -1,6 +1,7 @@
 """The attention benchmark's cost on this CPU, and its report from the finished runs.
 
     python bench/attention_benchmark.py cost      # what a paper-size run of every model costs here, and the grid's total
+    python bench/attention_benchmark.py cost --replan   # the stored measurements planned again (other epochs)
     python bench/attention_benchmark.py report    # the report of the finished runs of the attention_benchmark sweep
 
 `cost` measures, one thread per measurement (as the sweep's runs train with `--jobs 2` on two cores):
@@ -80,10 +81,8 @@ def scoring_cost(name: str, test: LocateDataset, n: int) -> dict:
             'cost_cpu_s': c3 - c2, 'scoring_cpu_s': (c2 - c0) * scale + c3 - c2, 'measured_on': n}
 
 
-def cmd_cost(a):
-    torch.set_num_threads(a.threads)
-    import cv2
-    cv2.setNumThreads(a.threads)
+def measure(a) -> tuple[dict, dict, int]:
+    "Every model's synthetic speed and scoring cost, and real runs of the calibration models: (rows, real, images)."
     rows = {m: {'model': m} for m in a.models}
     for m in a.models:
         rows[m]['synthetic_img_per_cpu_s'] = train_speed(m)
@@ -92,7 +91,6 @@ def cmd_cost(a):
               flush=True)
     cheap = min(a.models, key=lambda m: 1 / rows[m]['synthetic_img_per_cpu_s'])
     dear = max(a.models, key=lambda m: 1 / rows[m]['synthetic_img_per_cpu_s'])
-    calibrate = a.calibrate or [cheap, dear]
     data = ensure_locate(a.difficulty, 'paper', progress=False)
     test = LocateDataset(data, 'test', masks=True)
     n_train = len(LocateDataset(data, 'train'))
@@ -102,7 +100,7 @@ def cmd_cost(a):
               flush=True)
     real = {}
     with tempfile.TemporaryDirectory() as d:
-        for m in calibrate:
+        for m in a.calibrate or [cheap, dear]:
             s = run_benchmark(m, a.difficulty, 0, 'paper', out=Path(d)/m/'out', epochs=a.epochs,
                               train_dir=Path(d)/m/'train', progress=False, latency_repeats=5,
                               test_images=a.score_images)
@@ -113,10 +111,15 @@ def cmd_cost(a):
             print(f"{m:34s} real: {a.epochs} epochs in {s['train_total_cpu_seconds']:.0f} CPU-s "
                   f"({', '.join(f'{v:.0f}' for v in real[m]['train_img_per_cpu_s'])} img/CPU-s), "
                   f"top-1 {s['top1']:.3f}  load {load()[0]:.1f}", flush=True)
-    # the trainer's speed over the synthetic loop's, and what an epoch costs beyond its training steps (validation,
-    # checkpoints), from the real runs; the last epoch's speed (the first pays the warm-up)
-    ratio = sum(real[m]['train_img_per_cpu_s'][-1] / rows[m]['synthetic_img_per_cpu_s'] for m in real) / len(real)
-    extra = sum((real[m]['train_total_cpu_s'] - sum(real[m]['epoch_train_cpu_s'])) / a.epochs for m in real) / len(real)
+    return rows, real, n_train
+
+
+def plan(rows: dict, real: dict, n_train: int, a) -> dict:
+    """Each model's paper-size run in CPU-seconds (`PAPER_EPOCHS` epochs, validation, scoring, start-up) and the grid's:
+    the synthetic speeds scaled by the trainer's speed over them in the real runs (their last epoch: the first pays
+    the warm-up), plus what an epoch costs there beyond its training steps (validation, checkpoints)."""
+    ratio = sum(r['train_img_per_cpu_s'][-1] / rows[m]['synthetic_img_per_cpu_s'] for m, r in real.items()) / len(real)
+    extra = sum((r['train_total_cpu_s'] - sum(r['epoch_train_cpu_s'])) / r['epochs'] for r in real.values()) / len(real)
     for m, r in rows.items():
         speed = r['synthetic_img_per_cpu_s'] * ratio
         r.update(predicted_img_per_cpu_s=speed, predicted_epoch_cpu_s=n_train / speed + extra,
@@ -131,16 +134,31 @@ def cmd_cost(a):
               f"{r['scoring_cpu_s']:14.1f} {r['predicted_run_cpu_s']:10.0f}")
     print(f"grid: {len(rows)} models x {a.seeds} seeds x 2 difficulties = {len(rows) * runs} runs, "
           f"{total / 3600:.2f} CPU-hours predicted")
-    cpu = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines()
-                if l.startswith('model name')), platform.processor()) if Path('/proc/cpuinfo').exists() else ''
-    flags = Path('/proc/cpuinfo').read_text() if Path('/proc/cpuinfo').exists() else ''
-    write_json(RESULTS/'attention_benchmark_cost_cpu.json', {
-        'cpu': cpu, 'avx512_bf16': 'avx512_bf16' in flags, 'threads': a.threads, 'precision': 'fp32',
-        'train_images': n_train, 'paper_epochs': PAPER_EPOCHS, 'trainer_over_synthetic': ratio,
-        'epoch_extra_cpu_s': extra, 'startup_cpu_s': a.startup, 'calibration': real, 'models': list(rows.values()),
-        'grid_runs': len(rows) * runs, 'grid_cpu_hours': total / 3600,
-        'run': run_record(vars(a), seed=0)})
-    print(f"wrote {RESULTS/'attention_benchmark_cost_cpu.json'}")
+    return {'train_images': n_train, 'paper_epochs': PAPER_EPOCHS, 'trainer_over_synthetic': ratio,
+            'epoch_extra_cpu_s': extra, 'startup_cpu_s': a.startup, 'calibration': real, 'models': list(rows.values()),
+            'grid_runs': len(rows) * runs, 'grid_cpu_hours': total / 3600}
+
+
+def cmd_cost(a):
+    out = RESULTS/'attention_benchmark_cost_cpu.json'
+    if a.replan:  # the stored measurements, planned again (another PAPER_EPOCHS, start-up or number of seeds)
+        old = json.loads(out.read_text())
+        rows = {r['model']: r for r in old['models'] if r['model'] in a.models}
+        measured = {k: old[k] for k in ('cpu', 'avx512_bf16', 'threads', 'precision', 'measured')}
+        p = plan(rows, old['calibration'], old['train_images'], a)
+    else:
+        torch.set_num_threads(a.threads)
+        import cv2
+        cv2.setNumThreads(a.threads)
+        rows, real, n_train = measure(a)
+        flags = Path('/proc/cpuinfo').read_text() if Path('/proc/cpuinfo').exists() else ''
+        cpu = next((l.split(':', 1)[1].strip() for l in flags.splitlines() if l.startswith('model name')),
+                   platform.processor())
+        measured = {'cpu': cpu, 'avx512_bf16': 'avx512_bf16' in flags, 'threads': a.threads, 'precision': 'fp32',
+                    'measured': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
+        p = plan(rows, real, n_train, a)
+    write_json(out, {**measured, **p, 'run': run_record(vars(a), seed=0)})
+    print(f"wrote {out}")
 
 
 def cmd_report(a):
@@ -163,6 +181,8 @@ def main():
     c.add_argument('--threads', type=int, default=1)
     c.add_argument('--startup', type=float, default=8.0, help="CPU-seconds of a run's start (kernel, imports)")
     c.add_argument('--score-images', type=int, default=500, help='test images the scoring is timed on (then scaled)')
+    c.add_argument('--replan', action='store_true',
+                   help="plan again from the measurements stored in the results file, measuring nothing")
     c.set_defaults(func=cmd_cost)
     r = sub.add_parser('report', help='the report of the finished runs of a benchmark sweep')
     r.add_argument('--sweep', default='attention_benchmark', help='the sweep, by name in the runs folder')
