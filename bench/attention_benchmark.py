@@ -1,8 +1,8 @@
 """The attention benchmark's cost on this CPU, and its report from the finished runs.
 
-    python bench/attention_benchmark.py cost      # what a paper-size run of every model costs here, and the grid's total
+    python bench/attention_benchmark.py cost            # a paper-size run's cost per model here, the grid's total
     python bench/attention_benchmark.py cost --replan   # the stored measurements planned again (other epochs)
-    python bench/attention_benchmark.py report    # the report of the finished runs of the attention_benchmark sweep
+    python bench/attention_benchmark.py report          # the report of the attention_benchmark sweep's finished runs
 
 `cost` measures, one thread per measurement (as the sweep's runs train with `--jobs 2` on two cores):
 
