@@ -415,7 +415,7 @@ def claims_markdown(claims: list[dict]) -> str:
                      f"**{c['verdict']}** |")
     return '\n'.join(lines) + '\n'
 
-# %% ../../nbs/05d_experiments.benchmark.ipynb #70d2b083
+# %% ../../nbs/05d_experiments.benchmark.ipynb #af7287f5
 def _frame(rows: list[dict]):
     import pandas as pd
     flat = [{k: v for k, v in r.items() if isinstance(v, (int, float, str, bool))} for r in rows]
@@ -458,6 +458,7 @@ def plot_localisation(rows: list[dict]):
     for ax in g.axes.flat:
         ax.tick_params(axis='x', labelrotation=60)
         for t in ax.get_xticklabels(): t.set_horizontalalignment('right')
+    g.figure.tight_layout()  # room for the rotated names
     return g.figure
 
 def plot_resolution(rows: list[dict]):
