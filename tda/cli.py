@@ -216,8 +216,9 @@ def cmd_sweep(a):
     try: rep = run_sweep(sw, jobs=a.jobs, retry_failed=a.retry_failed, overwrite=a.overwrite, out=a.out,
                          progress=not a.quiet, executor=a.executor, slurm=slurm, wait=a.wait)
     except KeyboardInterrupt:
-        print("tda: sweep interrupted; the runs it stopped have no status.json and run again next time",
-              file=sys.stderr)
+        if a.executor == 'local':
+            print("tda: sweep interrupted; the runs it stopped have no status.json and run again next time",
+                  file=sys.stderr)
         sys.exit(130)
     if rep.get('executor') == 'slurm' and not a.wait: return  # submitted: `--status` follows them
     failed = rep['failed'] + rep['skipped_failed']
