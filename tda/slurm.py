@@ -180,20 +180,21 @@ _PENDING = {'PENDING', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED', 'RESV_DEL_HOLD
 _RUNNING = {'RUNNING', 'CONFIGURING', 'COMPLETING', 'RESIZING', 'SIGNALING', 'STAGE_OUT', 'STOPPED'}
 _FAILED = {'FAILED', 'NODE_FAIL', 'OUT_OF_MEMORY', 'BOOT_FAIL', 'DEADLINE', 'PREEMPTED'}
 
-def _table(cmd: list[str]) -> dict[str, str]:
-    "Job id -> state from a `squeue`/`sacct` listing of `id|state` lines ({} where the command fails)."
+def _table(cmd: list[str]) -> dict[str, tuple[str, str]]:
+    "Job id -> (state, reason) from a `squeue`/`sacct` listing of `id|state[|reason]` lines ({} if the command fails)."
     try: r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError): return {}
     if r.returncode: return {}
-    rows = (line.split('|') for line in r.stdout.splitlines() if '|' in line)
-    return {i.strip(): s.split()[0] if s.split() else '' for i, s, *_ in rows}
+    rows = [line.split('|') + [''] for line in r.stdout.splitlines() if '|' in line]
+    return {row[0].strip(): ((row[1].split() or [''])[0], row[2].strip()) for row in rows}
 
-def slurm_states(job_ids) -> dict[str, str]:
-    "SLURM's state of each job (array tasks as `A_i`): from `squeue`, then `sacct` for jobs it no longer lists."
+def slurm_states(job_ids) -> dict[str, tuple[str, str]]:
+    """SLURM's (state, reason) of each job (array tasks as `A_i`): from `squeue`, then `sacct` for jobs it no longer
+    lists."""
     ids = sorted(set(job_ids))
     if not ids: return {}
     arrays = sorted({j.split('_')[0] for j in ids})
-    states = _table(['squeue', '-h', '-r', '--states=all', '-o', '%i|%T', '-j', ','.join(arrays)])
+    states = _table(['squeue', '-h', '-r', '--states=all', '-o', '%i|%T|%r', '-j', ','.join(arrays)])
     if missing := [j for j in ids if j not in states]:
         states.update(_table(['sacct', '-n', '-P', '-X', '-o', 'JobID,State', '-j',
                               ','.join(sorted({j.split('_')[0] for j in missing}))]))
@@ -208,7 +209,7 @@ def active_jobs(root: Path, run_ids: list[str]) -> dict[str, str]:
     "Run id -> job id of the runs (without status.json) whose SLURM job is pending or running."
     jobs = {rid: j['job_id'] for rid in run_ids if run_state(root/rid) == 'incomplete' and (j := _job(root/rid))}
     states = slurm_states(jobs.values())
-    return {rid: j for rid, j in jobs.items() if states.get(j) in _PENDING | _RUNNING}
+    return {rid: j for rid, j in jobs.items() if states.get(j, ('',))[0] in _PENDING | _RUNNING}
 
 # %% ../nbs/07a_slurm.ipynb #78555824
 def _tail(path, n: int = 5) -> list[str]:
@@ -216,9 +217,10 @@ def _tail(path, n: int = 5) -> list[str]:
     except OSError: return []
     return [x for x in lines if x.strip()][-n:]
 
-def _row(root: Path, rid: str, job: dict | None, slurm: str | None) -> dict:
+def _row(root: Path, rid: str, job: dict | None, slurm: tuple[str, str] | None) -> dict:
     "What is known of run `rid`: its state, job, a one-line detail and, for a failure, the log's last lines."
     d = root/rid
+    slurm, reason = slurm or (None, '')
     state, detail, log = run_state(d), '', []
     job_id = job['job_id'] if job else None
     if state in ('done', 'failed'):
@@ -228,7 +230,9 @@ def _row(root: Path, rid: str, job: dict | None, slurm: str | None) -> dict:
     elif state is None: state = 'not started'
     elif job is None and (pid := _alive(d)): state, detail = 'running', f"pid {pid}"
     elif job is None: state, detail = 'interrupted', 'no status.json: the next tda sweep runs it again'
-    elif slurm in _PENDING: state, detail = 'pending', slurm.lower() if slurm != 'PENDING' else ''
+    elif slurm in _PENDING:
+        state = 'pending'
+        detail = ', '.join(x for x in (slurm.lower() if slurm != 'PENDING' else '', reason) if x and x != 'None')
     elif slurm in _RUNNING: state = 'running'
     elif slurm in _FAILED: state, detail, log = 'failed', f"SLURM: {slurm}", _tail(job['log'])
     else:
