@@ -23,9 +23,9 @@ from .data.moving_digits import CLIP_FORMAT, make_moving_digits, moving_digits_i
 from .data.mref import dataset_path, generate_mref
 
 # %% auto #0
-__all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'read_recipe', 'recipe_params', 'load_recipe', 'cmd_generate',
-           'cmd_show', 'cmd_info', 'load_train_config', 'cmd_train', 'demo', 'cmd_demo', 'cmd_sweep', 'build_parser',
-           'main']
+__all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'SLURM_OPTIONS', 'read_recipe', 'recipe_params',
+           'load_recipe', 'cmd_generate', 'cmd_show', 'cmd_info', 'load_train_config', 'cmd_train', 'demo', 'cmd_demo',
+           'cmd_sweep', 'build_parser', 'main']
 
 # %% ../nbs/06_cli.ipynb #05b139b2
 def read_recipe(path) -> dict:
@@ -183,8 +183,10 @@ def cmd_demo(a):
     demo(a.out, a.workers, progress=not a.quiet, epochs=a.epochs)
 
 # %% ../nbs/06_cli.ipynb #36901de2
+SLURM_OPTIONS = ('partition', 'gpus', 'cpus', 'mem', 'time', 'account', 'qos', 'sbatch')
+
 def cmd_sweep(a):
-    "`tda sweep`: run, list or collect the runs of a sweep, or show a notebook's parameters."
+    "`tda sweep`: run (here or as SLURM jobs), list, follow, cancel or collect a sweep's runs, or show a notebook."
     from tda.sweep import collect_sweep, find_notebook, format_parameters, load_sweep, plan_sweep, run_sweep, sweep_dir
     if a.show:
         print(format_parameters(find_notebook(a.show)))
@@ -194,20 +196,31 @@ def cmd_sweep(a):
     if a.collect:
         collect_sweep(sw, out=a.out, progress=True)
         return
+    if a.status or a.cancel:
+        from tda.slurm import cancel_sweep, print_status
+        if a.cancel: print(f"cancelled SLURM job(s): {', '.join(cancel_sweep(sw, sweep_dir(sw, a.out))) or 'none'}")
+        else: print_status(sw, sweep_dir(sw, a.out))
+        return
+    slurm = {k: getattr(a, k) for k in SLURM_OPTIONS if getattr(a, k) is not None}
+    if slurm and a.executor != 'slurm':
+        raise TdaError(f"--{', --'.join(slurm)} only apply to SLURM jobs: add --executor slurm.")
     if a.dry_run:
         root = sweep_dir(sw, a.out)
-        plan = plan_sweep(sw, root, a.retry_failed, a.overwrite)
-        todo, done = {r.id for r in plan['run']}, {r.id for r in plan['done']}
+        plan = plan_sweep(sw, root, a.retry_failed, a.overwrite, skip_queued=a.executor == 'slurm')
+        todo, done, queued = ({r.id for r in plan[k]} for k in ('run', 'done', 'queued'))
         for r in sw.expand():
-            what = 'run' if r.id in todo else 'finished' if r.id in done else 'failed (skipped)'
+            what = ('run' if r.id in todo else 'finished' if r.id in done else 'queued (skipped)' if r.id in queued
+                    else 'failed (skipped)')
             print(f"{what:17s} {root/r.id}  {json.dumps(r.params)}")
         return
     try: rep = run_sweep(sw, jobs=a.jobs, retry_failed=a.retry_failed, overwrite=a.overwrite, out=a.out,
-                         progress=not a.quiet)
+                         progress=not a.quiet, executor=a.executor, slurm=slurm, wait=a.wait)
     except KeyboardInterrupt:
-        print("tda: sweep interrupted; the runs it stopped have no status.json and run again next time",
-              file=sys.stderr)
+        if a.executor == 'local':
+            print("tda: sweep interrupted; the runs it stopped have no status.json and run again next time",
+                  file=sys.stderr)
         sys.exit(130)
+    if rep.get('executor') == 'slurm' and not a.wait: return  # submitted: `--status` follows them
     failed = rep['failed'] + rep['skipped_failed']
     print(f"sweep {sw.name}: {len(rep['done'])} finished ({len(rep['ran']) - len(rep['failed'])} now), "
           f"{len(failed)} failed -> {rep['dir']}")
@@ -255,6 +268,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "notebook (a shipped one by name, e.g. mref_table1, or a .ipynb file) and exit")
     w.add_argument('--out', help='sweep folder (default: <runs_dir>/<sweep name>)')
     w.add_argument('--quiet', action='store_true', help='no progress bar')
+    c = w.add_argument_group('on a SLURM cluster', "each run a task of a job array (the sweep file's slurm: section "
+                             "gives the resources; these options override it)")
+    c.add_argument('--executor', choices=('local', 'slurm'), default='local',
+                   help='local: runs here, --jobs at a time (default); slurm: submit them as SLURM jobs')
+    c.add_argument('--status', action='store_true', help="every run's state: done, failed (with the error), "
+                   "pending, running, cancelled, timed out")
+    c.add_argument('--cancel', action='store_true', help="cancel the sweep's pending and running SLURM jobs")
+    c.add_argument('--wait', action='store_true', help='wait for the jobs, report each run as it ends, then collect')
+    c.add_argument('--partition', help='SLURM partition')
+    c.add_argument('--gpus', type=int, help='GPUs per run')
+    c.add_argument('--cpus', type=int, help='CPUs per run')
+    c.add_argument('--mem', help='memory per run, e.g. 32G')
+    c.add_argument('--time', help='time limit per run: minutes, or HH:MM:SS')
+    c.add_argument('--account', help='SLURM account to charge')
+    c.add_argument('--qos', help='SLURM quality of service')
+    c.add_argument('--sbatch', action='append', metavar='OPTION', help='another sbatch option, e.g. '
+                   '--sbatch=--constraint=a100 (repeat for more)')
     w.set_defaults(func=cmd_sweep)
     data = sub.add_parser('data', help='MNIST Reference datasets (and moving-digit clips)', description=
                           'Generate, describe, check and look at MNIST Reference (and moving-digit) dataset files.')
