@@ -53,7 +53,7 @@ def test_generate_from_recipe_info_and_show(tmp_path):
     (['data', 'generate', '--workers', '0'], 'argument --workers: must be 1 or more, not 0'),
     (['sweep', 'table1_seeds', '--jobs', 'two'], "argument --jobs: 'two' is not a whole number"),
     (['data', 'info', '/etc/hostname'], 'is not an HDF5 file; give the path of an MNIST Reference file'),
-    (['data', 'info', 'mdist_paper'], 'it is what the recipe mdist_paper writes; make it with `tda data generate mdist_paper`'),
+    (['data', 'info', 'mdist_paper'], 'the recipe mdist_paper writes; make it with `tda data generate mdist_paper`'),
 ])
 def test_bad_input_is_one_clear_error(env_paths, args, match):
     r = tda(*args)
