@@ -1,4 +1,4 @@
-"""Experiment notebooks: find one by name, read its papermill parameters, and read the error papermill stopped on; the tutorials, copied where a user works.
+"""Experiment notebooks by name, their parameters and errors; the tutorials, copied where a user works.
 
 Docs: https://tda-developers.github.io/tda/notebooks.html.md"""
 
@@ -78,14 +78,14 @@ def docs_site() -> str:
     return m.group(1) if m else ''
 
 def doc_page(rel: str) -> str:
-    "The docs page made from the notebook `nbs/<rel>`, as nbdev names it: `03_models.hattnet.ipynb` -> `models.hattnet.html`."
+    "The docs page made from `nbs/<rel>`, as nbdev names it (`03_models.hattnet.ipynb`: `models.hattnet.html`)."
     p = PurePosixPath(rel)
     return p.with_name(re.sub(r'^\d+[a-zA-Z0-9]*_', '', p.name.lower())).with_suffix('.html').as_posix()
 
 _NB_LINK = re.compile(r'(\]\()([^)\s#]+\.ipynb)(#[^)\s]*)?\)')
 
 def _links_to_docs(md: str, folder: str, copied: set, site: str) -> str:
-    "Markdown `md` of a notebook in `nbs/<folder>`, its links to notebooks outside `copied` pointing at their docs pages."
+    "Markdown `md` of a notebook in `nbs/<folder>`, its links to notebooks not `copied` pointing at their docs pages."
     def sub(m):
         target = posixpath.normpath(posixpath.join(folder, m.group(2)))
         if not site or target in copied or target.startswith('..'): return m.group(0)

@@ -89,7 +89,7 @@ def test_every_command_and_option_has_help():
 
 
 def test_tutorials_are_copied_where_a_user_works(tmp_path):
-    "`tda tutorials DIR`: the front page and every tutorial, laid out as in nbs/; never over a notebook without --overwrite."
+    "`tda tutorials DIR`: the front page and every tutorial, laid out as in nbs/; nothing replaced without --overwrite."
     r = tda('tutorials', tmp_path/'work')
     assert r.returncode == 0, r.stderr
     copied = sorted(f.relative_to(tmp_path/'work').as_posix() for f in (tmp_path/'work').rglob('*.ipynb'))
