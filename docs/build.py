@@ -51,6 +51,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -88,17 +89,27 @@ def ci_parameters() -> dict:
 
 # ---------------------------------------------------------------- executing
 def execute(nb: Path, out: Path, parameters: dict | None = None, cwd: Path | None = None) -> Path:
-    "Run `nb` top to bottom with papermill into `out`, in `cwd` (a scratch folder); a failing cell raises."
-    import papermill as pm
+    """Run `nb` top to bottom into `out`, in the scratch folder `cwd`, in a papermill process of its own (so several
+    run at once); a failing cell raises `BuildError` naming it."""
     cwd = Path(cwd or tempfile.mkdtemp(prefix='tda-docs-run-'))
     cwd.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        pm.execute_notebook(str(nb), str(out), parameters=parameters or {}, cwd=str(cwd), kernel_name='python3',
-                            progress_bar=False, log_output=False)
-    except pm.PapermillExecutionError as e:
-        raise BuildError(f"{nb.relative_to(REPO)}: cell {e.exec_count} failed: {e.ename}: {e.evalue}") from None
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(nb), str(out), '-y', json.dumps(parameters or {}),
+                        '--cwd', str(cwd), '-k', 'python3', '--no-progress-bar', '--no-log-output'],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BuildError(f"{nb.relative_to(REPO)}: {cell_error(out) or r.stderr.strip()[-2000:]}")
     return out
+
+
+def cell_error(executed: Path) -> str | None:
+    "The failing cell of a notebook papermill stopped on, as `cell N failed: Error: value`; None if there is none."
+    try: cells = nbformat.read(str(executed), as_version=4).cells
+    except Exception: return None
+    for c in cells:
+        for o in c.get('outputs', []):
+            if o.get('output_type') == 'error': return f"cell {c.get('execution_count')} failed: {o.ename}: {o.evalue}"
+    return None
 
 
 # What an executed notebook depends on besides itself: the package (source, weights) and the files it ships and reads
@@ -116,23 +127,26 @@ def inputs_key(nb: Path, parameters: dict) -> str:
     return h.hexdigest()[:20]
 
 
-def execute_cached(nb: Path, parameters: dict, cache: Path | None, scratch: Path, log) -> Path:
-    """`nb` executed with `parameters`: the copy in `cache` made from the same inputs (`inputs_key`), else a new run,
-    kept there (older copies of the same notebook are removed)."""
-    rel = nb.relative_to(NBS)
-    if cache is None:
-        log('running', nb.relative_to(REPO), parameters or '')
-        return execute(nb, scratch/'executed'/rel, parameters, scratch/nb.stem)
-    hit = cache/rel.parent/f"{nb.stem}.{inputs_key(nb, parameters)}.ipynb"
-    if hit.is_file():
-        log('reusing', nb.relative_to(REPO), '(its inputs have not changed)')
+def execute_cached(runs: dict[Path, dict], cache: Path | None, scratch: Path, log, jobs: int = 2) -> dict[Path, Path]:
+    """Each notebook of `runs` (notebook: parameters) executed: the copy in `cache` made from the same inputs
+    (`inputs_key`), else a new run (`jobs` at once), kept there; older copies of the same notebook are removed."""
+    done, todo = {}, {}
+    for nb, params in runs.items():
+        hit = cache/nb.relative_to(NBS).parent/f"{nb.stem}.{inputs_key(nb, params)}.ipynb" if cache else None
+        if hit is not None and hit.is_file():
+            log('reusing', nb.relative_to(REPO), '(its inputs have not changed)')
+            done[nb] = hit
+        else: todo[nb] = hit
+    def run(nb):
+        log('running', nb.relative_to(REPO), runs[nb] or '')
+        ran = execute(nb, scratch/'executed'/nb.relative_to(NBS), runs[nb], scratch/nb.stem)
+        if (hit := todo[nb]) is None: return ran
+        for old in hit.parent.glob(f"{nb.stem}.*.ipynb"): old.unlink()
+        hit.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ran, hit)
         return hit
-    log('running', nb.relative_to(REPO), parameters or '')
-    ran = execute(nb, scratch/'executed'/rel, parameters, scratch/nb.stem)
-    for old in hit.parent.glob(f"{nb.stem}.*.ipynb"): old.unlink()
-    hit.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ran, hit)
-    return hit
+    with ThreadPoolExecutor(max(1, jobs)) as ex: done.update(zip(todo, ex.map(run, todo)))
+    return {nb: done[nb] for nb in runs}
 
 
 # ---------------------------------------------------------------- notebook -> Markdown
@@ -412,13 +426,13 @@ def readme_drift(made: Path, repo: Path = REPO) -> list[str]:
 
 # ---------------------------------------------------------------- the build
 def build(out: Path = REPO/'_site', tiny: bool = True, work: Path = REPO/'_docs', quiet: bool = False,
-          executed: Path | None = None, cache: Path | None | bool = True) -> Path:
+          executed: Path | None = None, cache: Path | None | bool = True, jobs: int = 2) -> Path:
     """Execute, convert, render and check; returns the site folder. Raises `BuildError` on any broken page or link.
 
     `tiny`: the tutorials at CI's tiny parameters (else at their own). `executed`: a folder of notebooks already run
     (laid out as in nbs/, e.g. `tutorials/01_mnist_reference.ipynb`); those are used as they are. `cache`: where
     executed notebooks are kept and reused while their inputs do not change (True: `<work>/cache`; None: nowhere).
-    The README the front page makes lands in `<work>/readme/`."""
+    `jobs`: notebooks run at once. The README the front page makes lands in `<work>/readme/`."""
     log = (lambda *a: None) if quiet else (lambda *a: print('docs:', *a, flush=True))
     out, work = Path(out).resolve(), Path(work).resolve()
     src_dir, readme_dir = work/'src', work/'readme'
@@ -429,9 +443,13 @@ def build(out: Path = REPO/'_site', tiny: bool = True, work: Path = REPO/'_docs'
     params = ci_parameters() if tiny else {}
     scratch = Path(tempfile.mkdtemp(prefix='tda-docs-'))
     try:
-        for nb in groups['home'] + groups['tutorials']:
-            ran = Path(executed)/nb.relative_to(NBS) if executed else None
-            if ran is None or not ran.is_file(): ran = execute_cached(nb, params.get(nb.stem, {}), cache, scratch, log)
+        run_here = groups['home'] + groups['tutorials']
+        given = {nb: Path(executed)/nb.relative_to(NBS) for nb in run_here} if executed else {}
+        given = {nb: f for nb, f in given.items() if f.is_file()}
+        runs = {nb: params.get(nb.stem, {}) for nb in run_here if nb not in given}
+        ran_all = {**given, **execute_cached(runs, cache, scratch, log, jobs)}
+        for nb in run_here:
+            ran = ran_all[nb]
             if nb in groups['home']: write_readme(ran, readme_dir)
             (src_dir/pages[nb.resolve()]).parent.mkdir(parents=True, exist_ok=True)
             (src_dir/pages[nb.resolve()]).write_text(notebook_markdown(nb, ran, pages, src_dir))
@@ -468,7 +486,8 @@ def readme(out_dir: Path = REPO, work: Path = REPO/'_docs', quiet: bool = False)
     "Run the front page (or reuse its cached run) and write README.md and README_files/ into `out_dir`."
     log = (lambda *a: None) if quiet else (lambda *a: print('docs:', *a, flush=True))
     scratch = Path(tempfile.mkdtemp(prefix='tda-readme-'))
-    try: return write_readme(execute_cached(NBS/'index.ipynb', {}, Path(work).resolve()/'cache', scratch, log), out_dir)
+    index = NBS/'index.ipynb'
+    try: return write_readme(execute_cached({index: {}}, Path(work).resolve()/'cache', scratch, log)[index], out_dir)
     finally: shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -479,6 +498,7 @@ def main(argv=None):
                     help="run the tutorials at their own parameters (default: CI's tiny ones, nbs/tutorials/ci.yaml)")
     ap.add_argument('--work', type=Path, default=REPO/'_docs',
                     help="scratch folder: the generated Markdown, the executed notebooks kept (default: _docs/)")
+    ap.add_argument('--jobs', type=int, default=2, help="notebooks run at once (default 2)")
     what = ap.add_mutually_exclusive_group()
     what.add_argument('--readme', action='store_true',
                       help="only write README.md (and README_files/) from the front page")
@@ -498,7 +518,7 @@ def main(argv=None):
                 sys.exit("docs: error: README.md is not what nbs/index.ipynb makes; run `python docs/build.py "
                          "--readme` and commit README.md and README_files/:\n" + '\n'.join(drift[:200]))
             print("docs: README.md is what nbs/index.ipynb makes")
-        else: build(a.out, not a.full, a.work)
+        else: build(a.out, not a.full, a.work, jobs=a.jobs)
     except BuildError as e: sys.exit(f"docs: error: {e}")
 
 
