@@ -45,6 +45,7 @@ import html.parser
 import inspect
 import importlib
 import json
+import os
 import posixpath
 import re
 import shutil
@@ -90,13 +91,15 @@ def ci_parameters() -> dict:
 # ---------------------------------------------------------------- executing
 def execute(nb: Path, out: Path, parameters: dict | None = None, cwd: Path | None = None) -> Path:
     """Run `nb` top to bottom into `out`, in the scratch folder `cwd`, in a papermill process of its own (so several
-    run at once); a failing cell raises `BuildError` naming it."""
+    run at once); a failing cell raises `BuildError` naming it. The data and runs it makes go under `cwd`'s parent
+    (shared by the notebooks of one build, removed with it), unless TDA_DATA_DIR / TDA_RUNS_DIR say otherwise."""
     cwd = Path(cwd or tempfile.mkdtemp(prefix='tda-docs-run-'))
     cwd.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
+    env = {'TDA_DATA_DIR': str(cwd.parent/'data'), 'TDA_RUNS_DIR': str(cwd.parent/'runs'), **os.environ}
     r = subprocess.run([sys.executable, '-m', 'papermill', str(nb), str(out), '-y', json.dumps(parameters or {}),
                         '--cwd', str(cwd), '-k', 'python3', '--no-progress-bar', '--no-log-output'],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise BuildError(f"{nb.relative_to(REPO)}: {cell_error(out) or r.stderr.strip()[-2000:]}")
     return out
