@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -24,8 +25,8 @@ from .data.mref import dataset_path, generate_mref
 
 # %% auto #0
 __all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'SLURM_OPTIONS', 'read_recipe', 'recipe_params',
-           'load_recipe', 'cmd_generate', 'cmd_show', 'cmd_info', 'load_train_config', 'cmd_train', 'demo', 'cmd_demo',
-           'cmd_sweep', 'build_parser', 'main']
+           'load_recipe', 'recipe_output', 'dataset_file', 'cmd_generate', 'cmd_show', 'cmd_info', 'load_train_config',
+           'cmd_train', 'demo', 'cmd_demo', 'cmd_tutorials', 'cmd_sweep', 'build_parser', 'main']
 
 # %% ../nbs/06_cli.ipynb #05b139b2
 def read_recipe(path) -> dict:
@@ -43,6 +44,24 @@ def load_recipe(path) -> tuple[MREFParams, Path]:
     "The generator parameters and output path of a recipe file."
     return recipe_params(read_recipe(path))
 
+def recipe_output(recipe: dict) -> Path:
+    "The dataset file a recipe mapping writes: its `output`, else the default name of its dataset, variant and size."
+    d = dict(recipe)
+    if d.pop('dataset', 'mref') == 'moving_digits':
+        return resolve_path(d.get('output') or f"moving_digits_{d.get('size', 'smoke')}.h5")
+    return recipe_params(d)[1]
+
+def dataset_file(name) -> Path:
+    """The dataset file `name` names: a path (here, else in the data folder: `tda.core.resolve_path`), or a recipe's
+    name as `tda data generate` takes it (`mref_smoke`): the file that recipe writes."""
+    if (p := resolve_path(name)).exists(): return p
+    try: recipe = read_recipe(name)
+    except TdaError: return resolve_path(name, must_exist=True, what='dataset file')  # neither a file nor a recipe
+    if not (out := recipe_output(recipe)).exists():
+        raise TdaError(f"dataset file {out} not found: it is what the recipe {name} writes; make it with "
+                       f"`tda data generate {name}`.")
+    return out
+
 def _parse_set(items) -> dict:
     "`KEY=VALUE` pairs; values are read as YAML (numbers, lists)."
     res = {}
@@ -54,10 +73,8 @@ def _parse_set(items) -> dict:
 
 # %% ../nbs/06_cli.ipynb #5df1a994
 def _generate_clips(recipe: dict, a):
-    d = {k: v for k, v in recipe.items() if k not in ('dataset', 'variant')}
-    name = d.pop('size', 'smoke')
-    output = d.pop('output', None) or f'moving_digits_{name}.h5'
-    out = resolve_path(a.out or output)
+    d = {k: v for k, v in recipe.items() if k not in ('dataset', 'variant', 'size', 'output')}
+    out = resolve_path(a.out) if a.out else recipe_output(recipe)
     t = time.perf_counter()
     try: make_moving_digits(out, **d, overwrite=a.overwrite, progress=not a.quiet)
     except TypeError as e:
@@ -87,7 +104,7 @@ def cmd_generate(a):
 def cmd_show(a):
     "`tda data show`: a PNG grid of samples of a dataset file."
     from tda.viz import save_mref_grid
-    file = resolve_path(a.file, must_exist=True, what='dataset file')
+    file = dataset_file(a.file)
     out = resolve_path(a.out) if a.out else file.with_name(f"{file.stem}_{a.split}.png")
     save_mref_grid(file, out, a.split, a.n, seed=a.seed, overwrite=a.overwrite)
     print(f"wrote {out}")
@@ -113,7 +130,7 @@ def _print_clips(info: dict):
 
 def cmd_info(a):
     "`tda data info`: splits, counts and parameters of a dataset file (read in full with `--check`)."
-    file = resolve_path(a.file, must_exist=True, what='dataset file')
+    file = dataset_file(a.file)
     fmt = data_format(file)
     clips = fmt == CLIP_FORMAT
     info = moving_digits_info(file) if clips else mref_info(file)
@@ -182,6 +199,15 @@ def cmd_demo(a):
     "`tda demo`: see `demo`."
     demo(a.out, a.workers, progress=not a.quiet, epochs=a.epochs)
 
+# %% ../nbs/06_cli.ipynb #992351d9
+def cmd_tutorials(a):
+    "`tda tutorials DIR`: the front page and the tutorials, copied into DIR to open in JupyterLab."
+    from tda.notebooks import copy_tutorials
+    files = copy_tutorials(a.dir, overwrite=a.overwrite)
+    dest = files[0].parent
+    print(f"wrote {len(files)} notebooks into {dest}: {', '.join(str(f.relative_to(dest)) for f in files)}")
+    print(f"open them with: jupyter lab {shlex.quote(str(dest))}")
+
 # %% ../nbs/06_cli.ipynb #36901de2
 SLURM_OPTIONS = ('partition', 'gpus', 'cpus', 'mem', 'time', 'account', 'qos', 'sbatch')
 
@@ -230,6 +256,13 @@ def cmd_sweep(a):
         sys.exit(1)
 
 # %% ../nbs/06_cli.ipynb #7377b7d2
+def _count(text: str) -> int:
+    "An argparse type: a whole number of at least 1 (processes, jobs, epochs, samples)."
+    try: n = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1: raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
+    return n
+
 def build_parser() -> argparse.ArgumentParser:
     "The `tda` command line: its commands, options and help."
     p = argparse.ArgumentParser(prog='tda', description='Top-down attention in convolutional networks.')
@@ -239,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description='Generate the three smoke datasets (seed 1), test the shipped weights on them, '
                        'train HAttNet-CTX for a few epochs on the CPU and write the Table 1 reports into a new folder.')
     d.add_argument('--out', help='output folder (default: <runs_dir>/demo-<time>)')
-    d.add_argument('--workers', type=int, help='generator processes (default: all cores)')
-    d.add_argument('--epochs', type=int, default=DEMO_EPOCHS, help=f'training epochs per model (default {DEMO_EPOCHS})')
+    d.add_argument('--workers', type=_count, help='generator processes (default: all cores)')
+    d.add_argument('--epochs', type=_count, default=DEMO_EPOCHS,
+                   help=f'training epochs per model (default {DEMO_EPOCHS})')
     d.add_argument('--quiet', action='store_true', help='no progress bars')
     d.set_defaults(func=cmd_demo)
     t = sub.add_parser('train', help='train a model from a config file', description=
@@ -257,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                        'into <runs_dir>/<sweep>/<run-id>/, then collect every run\'s summary.json into one table '
                        'and figure.')
     w.add_argument('sweep', nargs='?', help='a shipped sweep by name (e.g. table1_seeds) or a sweep YAML file')
-    w.add_argument('--jobs', type=int, default=1,
+    w.add_argument('--jobs', type=_count, default=1,
                    help='runs at once (default 1); with GPUs each job gets its own device')
     w.add_argument('--retry-failed', action='store_true', help='run the failed runs again')
     w.add_argument('--overwrite', action='store_true', help='run every run again, finished ones included')
@@ -300,23 +334,36 @@ def build_parser() -> argparse.ArgumentParser:
                    "name gets _seed<N> for seeds other than 0)")
     g.add_argument('--out', help='output HDF5 file (default: <data_dir>/<variant>_<size>[_seed<N>].h5)')
     g.add_argument('--set', action='append', metavar='KEY=VALUE', help='any generator option, e.g. --set digits=[3,5]')
-    g.add_argument('--workers', type=int, help='processes (default: all cores)')
+    g.add_argument('--workers', type=_count, help='processes (default: all cores)')
     g.add_argument('--overwrite', action='store_true', help='replace an existing file')
     g.add_argument('--quiet', action='store_true', help='no progress bar')
     g.set_defaults(func=cmd_generate)
-    i = data.add_parser('info', help='splits, counts and parameters of a dataset file (MREF or moving digits)')
-    i.add_argument('file', help='dataset file (a relative path: here if there, else in the data folder)')
+    i = data.add_parser('info', help='splits, counts and parameters of a dataset file (MREF or moving digits)',
+                        description='Describe an MNIST Reference or moving-digits file: splits, counts, parameters and '
+                        'how it was made, after the checks every reader makes; --check also reads every chunk.')
+    i.add_argument('file', help="dataset file (a relative path: here if there, else in the data folder), or a "
+                   "recipe's name (e.g. mref_smoke): the file it writes")
     i.add_argument('--json', action='store_true', help='print the description as JSON')
     i.add_argument('--check', action='store_true', help='also read every chunk and check every invariant')
     i.set_defaults(func=cmd_info)
-    s = data.add_parser('show', help='write a PNG grid of samples with query and answer')
-    s.add_argument('file', help='dataset file (a relative path: here if there, else in the data folder)')
+    s = data.add_parser('show', help='write a PNG grid of samples with query and answer', description=
+                        'Draw questions of a split of an MNIST Reference file, each image with its query and answer, '
+                        'into one PNG grid (like Figure 4 of the paper).')
+    s.add_argument('file', help="dataset file (a relative path: here if there, else in the data folder), or a "
+                   "recipe's name (e.g. mref_smoke): the file it writes")
     s.add_argument('--split', default='test', help='the split to draw from: train, val or test (default test)')
-    s.add_argument('-n', type=int, default=12, help='number of questions in the grid (default 12)')
+    s.add_argument('-n', type=_count, default=12, help='number of questions in the grid (default 12)')
     s.add_argument('--seed', type=int, default=0, help='seed of the random choice of questions (default 0)')
     s.add_argument('--out', help='PNG path (default: beside FILE, <stem>_<split>.png)')
     s.add_argument('--overwrite', action='store_true', help='replace an existing PNG')
     s.set_defaults(func=cmd_show)
+    u = sub.add_parser('tutorials', help='copy the front page and the tutorials into a folder, for JupyterLab',
+                       description='Copy the front page (index.ipynb) and the tutorials (tutorials/*.ipynb) that ship '
+                       'with tda into DIR, then open them with `jupyter lab DIR` (pip install "tda-attention[lab]"). '
+                       'Links to the module notebooks point at the documentation site.')
+    u.add_argument('dir', metavar='DIR', help='the folder to copy them into (made if missing)')
+    u.add_argument('--overwrite', action='store_true', help='replace notebooks of the same name already in DIR')
+    u.set_defaults(func=cmd_tutorials)
     return p
 
 def _one_line(e: TdaError) -> str:

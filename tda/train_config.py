@@ -157,7 +157,9 @@ def _tracker_problem(log_with) -> str | None:
     unknown = [n for n in names if n not in LOGGER_TYPE_TO_CLASS]
     if unknown: return f"log_with {unknown} are not Accelerate trackers; choose among {', '.join(LOGGER_TYPE_TO_CLASS)}"
     missing = [n for n in names if n not in {str(t) for t in get_available_trackers()}]
-    if missing: return f"log_with {missing} needs its package installed (e.g. pip install {missing[0]})"
+    if missing:  # TensorBoard comes with the lab extra
+        how = 'pip install "tda-attention[lab]"' if missing == ['tensorboard'] else f'pip install {missing[0]}'
+        return f"log_with {missing} needs its package installed ({how})"
     return None
 
 def _coerce(name, value, hint):

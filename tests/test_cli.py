@@ -50,10 +50,15 @@ def test_generate_from_recipe_info_and_show(tmp_path):
     (['data', 'generate', '--set', 'digits=[4, 12]'], 'distinct classes'),
     (['data', 'generate', '--set', 'colour=red'], 'valid options'),
     (['data', 'generate', '--set', 'nonsense'], 'KEY=VALUE'),
+    (['data', 'generate', '--workers', '0'], 'argument --workers: must be 1 or more, not 0'),
+    (['sweep', 'table1_seeds', '--jobs', 'two'], "argument --jobs: 'two' is not a whole number"),
+    (['data', 'info', '/etc/hostname'], 'is not an HDF5 file; give the path of an MNIST Reference file'),
+    (['data', 'info', 'mdist_paper'], 'the recipe mdist_paper writes; make it with `tda data generate mdist_paper`'),
 ])
 def test_bad_input_is_one_clear_error(env_paths, args, match):
     r = tda(*args)
     assert r.returncode == 2 and match in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert '--overwrite' not in r.stderr.strip().splitlines()[-1]  # the error line (argparse prints the usage above)
 
 
 def test_a_missing_config_is_named_a_config():
@@ -75,6 +80,26 @@ def test_every_command_and_option_has_help():
     items = dict(walk(build_parser(), 'tda'))
     assert len(items) > 40 and 'tda data show -n' in items and 'tda data generate --seed' in items
     assert [k for k, h in items.items() if not h or h == argparse.SUPPRESS] == []
+    def parsers(parser, path):  # every command's own --help says what it does
+        yield path, parser.description
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items(): yield from parsers(sub, f"{path} {name}")
+    assert [k for k, d in parsers(build_parser(), 'tda') if not d] == []
+
+
+def test_tutorials_are_copied_where_a_user_works(tmp_path):
+    "`tda tutorials DIR`: the front page and every tutorial, laid out as in nbs/; nothing replaced without --overwrite."
+    r = tda('tutorials', tmp_path/'work')
+    assert r.returncode == 0, r.stderr
+    copied = sorted(f.relative_to(tmp_path/'work').as_posix() for f in (tmp_path/'work').rglob('*.ipynb'))
+    assert copied == ['index.ipynb'] + [f"tutorials/{t.name}" for t in sorted((REPO/'nbs'/'tutorials').glob('*.ipynb'))]
+    assert f"jupyter lab {tmp_path/'work'}" in r.stdout
+    r = tda('tutorials', tmp_path/'work')
+    assert r.returncode == 2 and 'already holds index.ipynb' in r.stderr and '--overwrite' in r.stderr
+    assert tda('tutorials', tmp_path/'work', '--overwrite').returncode == 0
+    r = tda('tutorials', REPO/'nbs'/'mine')
+    assert r.returncode == 2 and "where tda's own notebooks lie" in r.stderr and not (REPO/'nbs'/'mine').exists()
 
 
 def test_recipes_match_their_names():

@@ -116,7 +116,7 @@ def test_bad_files(datasets, tmp_path):
     cut = tmp_path/'cut.h5'; cut.write_bytes(fn.read_bytes()[:fn.stat().st_size // 3])
     with pytest.raises(TdaError, match='truncated'): MREFDataset(cut)
     (tmp_path/'text.h5').write_text('hello')
-    with pytest.raises(TdaError, match='not a readable HDF5'): MREFDataset(tmp_path/'text.h5')
+    with pytest.raises(TdaError, match='is not an HDF5 file; give the path'): MREFDataset(tmp_path/'text.h5')
     with h5py.File(tmp_path/'other.h5', 'w') as f: f['x'] = 1
     with pytest.raises(TdaError, match='not an MNIST Reference file'): MREFDataset(tmp_path/'other.h5')
     with pytest.raises(TdaError, match="has no split 'dev'"): MREFDataset(fn, 'dev')

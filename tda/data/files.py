@@ -162,6 +162,9 @@ def open_h5(path, fmt: str, kind: str, make: str, split: str | None = None, prob
         raise TdaError(f"{path} is the temporary file of an unfinished write of {o['target']} (process {o['pid']}); "
                        f"use {o['target'].name} once written (a killed process's temporary goes at the next write).")
     if not path.is_file(): raise TdaError(f"{path} does not exist; {make}.")
+    if not h5py.is_hdf5(path):  # a file of some other kind: nothing of ours to make again in its place
+        raise TdaError(f"{path} is not an HDF5 file{' (it is empty)' if path.stat().st_size == 0 else ''}; give the "
+                       f"path of {kind}, or {make}.")
     try: f = h5py.File(path, 'r')
     except Exception as e:
         raise TdaError(f"{path} is not a readable HDF5 file (truncated or corrupt: {' '.join(str(e).split())}); "
