@@ -36,8 +36,16 @@ def recipe_params(recipe: dict) -> tuple[MREFParams, Path]:
     "Generator parameters and output path of a recipe mapping (variant, size, output and any option)."
     d = dict(recipe)
     variant, size = d.pop('variant', 'mref'), d.pop('size', 'smoke')
-    out = d.pop('output', None)
-    return mref_params(variant, size, **d), resolve_path(out) if out else dataset_path(variant, size, d.get('seed', 0))
+    if not isinstance(size, str) or size not in SIZES:
+        raise TdaError(f"size must be one of {sorted(SIZES)}, not {size!r}.")
+    out = _output(d.pop('output', None))
+    params = mref_params(variant, size, **d)
+    return params, resolve_path(out) if out else dataset_path(params.variant, size, params.seed)
+
+def _output(out):
+    "A recipe's `output`: a path (or None)."
+    if out is not None and not isinstance(out, str): raise TdaError(f"output must be a file path, not {out!r}.")
+    return out
 
 def load_recipe(path) -> tuple[MREFParams, Path]:
     "The generator parameters and output path of a recipe file."
@@ -56,7 +64,7 @@ def _parse_set(items) -> dict:
 def _generate_clips(recipe: dict, a):
     d = {k: v for k, v in recipe.items() if k not in ('dataset', 'variant')}
     name = d.pop('size', 'smoke')
-    output = d.pop('output', None) or f'moving_digits_{name}.h5'
+    output = _output(d.pop('output', None)) or f'moving_digits_{name}.h5'
     out = resolve_path(a.out or output)
     t = time.perf_counter()
     try: make_moving_digits(out, **d, overwrite=a.overwrite, progress=not a.quiet)
@@ -217,6 +225,17 @@ def cmd_sweep(a):
         sys.exit(1)
 
 # %% ../nbs/06_cli.ipynb #7377b7d2
+def _whole(lo: int, hi: int):
+    "An argparse type: a whole number from `lo` to `hi` (so a bad value is one usage error, never a traceback)."
+    def whole_number(s: str) -> int:
+        try: v = int(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+        if not lo <= v <= hi: raise argparse.ArgumentTypeError(f"{v} is not between {lo} and {hi}")
+        return v
+    return whole_number
+
+_COUNT, _SEED = _whole(1, 2**31 - 1), _whole(0, 2**63 - 1)  # NumPy seeds are >= 0; files keep them as int64
+
 def build_parser() -> argparse.ArgumentParser:
     "The `tda` command line: its commands, options and help."
     p = argparse.ArgumentParser(prog='tda', description='Top-down attention in convolutional networks.')
@@ -226,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description='Generate the three smoke datasets (seed 1), test the shipped weights on them, '
                        'train HAttNet-CTX for a few epochs on the CPU and write the Table 1 reports into a new folder.')
     d.add_argument('--out', help='output folder (default: <runs_dir>/demo-<time>)')
-    d.add_argument('--workers', type=int, help='generator processes (default: all cores)')
-    d.add_argument('--epochs', type=int, default=DEMO_EPOCHS, help=f'training epochs per model (default {DEMO_EPOCHS})')
+    d.add_argument('--workers', type=_COUNT, help='generator processes (default: all cores)')
+    d.add_argument('--epochs', type=_COUNT, default=DEMO_EPOCHS, help=f'training epochs per model (default {DEMO_EPOCHS})')
     d.add_argument('--quiet', action='store_true', help='no progress bars')
     d.set_defaults(func=cmd_demo)
     t = sub.add_parser('train', help='train a model from a config file', description=
@@ -244,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                        'into <runs_dir>/<sweep>/<run-id>/, then collect every run\'s summary.json into one table '
                        'and figure.')
     w.add_argument('sweep', nargs='?', help='a shipped sweep by name (e.g. table1_seeds) or a sweep YAML file')
-    w.add_argument('--jobs', type=int, default=1,
+    w.add_argument('--jobs', type=_COUNT, default=1,
                    help='runs at once (default 1); with GPUs each job gets its own device')
     w.add_argument('--retry-failed', action='store_true', help='run the failed runs again')
     w.add_argument('--overwrite', action='store_true', help='run every run again, finished ones included')
@@ -266,11 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('recipe', nargs='?', help='a shipped recipe by name (e.g. mref_paper) or a recipe YAML file')
     g.add_argument('--variant', choices=VARIANTS, help='mref | mdist | mbg (default mref)')
     g.add_argument('--size', choices=sorted(SIZES), help='images per split (default smoke)')
-    g.add_argument('--seed', type=int, help="the generator's seed (default: the recipe's, else 0; the default file "
+    g.add_argument('--seed', type=_SEED, help="the generator's seed (default: the recipe's, else 0; the default file "
                    "name gets _seed<N> for seeds other than 0)")
     g.add_argument('--out', help='output HDF5 file (default: <data_dir>/<variant>_<size>[_seed<N>].h5)')
     g.add_argument('--set', action='append', metavar='KEY=VALUE', help='any generator option, e.g. --set digits=[3,5]')
-    g.add_argument('--workers', type=int, help='processes (default: all cores)')
+    g.add_argument('--workers', type=_COUNT, help='processes (default: all cores)')
     g.add_argument('--overwrite', action='store_true', help='replace an existing file')
     g.add_argument('--quiet', action='store_true', help='no progress bar')
     g.set_defaults(func=cmd_generate)
@@ -282,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = data.add_parser('show', help='write a PNG grid of samples with query and answer')
     s.add_argument('file', help='dataset file (a relative path: here if there, else in the data folder)')
     s.add_argument('--split', default='test', help='the split to draw from: train, val or test (default test)')
-    s.add_argument('-n', type=int, default=12, help='number of questions in the grid (default 12)')
-    s.add_argument('--seed', type=int, default=0, help='seed of the random choice of questions (default 0)')
+    s.add_argument('-n', type=_COUNT, default=12, help='number of questions in the grid (default 12)')
+    s.add_argument('--seed', type=_SEED, default=0, help='seed of the random choice of questions (default 0)')
     s.add_argument('--out', help='PNG path (default: beside FILE, <stem>_<split>.png)')
     s.add_argument('--overwrite', action='store_true', help='replace an existing PNG')
     s.set_defaults(func=cmd_show)
