@@ -260,7 +260,7 @@ def _running(pid: int) -> bool:
 def _remove(p: Path):
     "Remove the file or folder `p` if it is there."
     if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
-    else: p.unlink(missing_ok=True)
+    elif os.path.lexists(p): p.unlink(missing_ok=True)  # (a read-only file system refuses even a missing name)
 
 def remove_stale_temporaries(path) -> list[Path]:
     "Remove the temporaries of `path` whose writer, a process of this host, no longer runs; returns them."
@@ -305,15 +305,21 @@ def _size(p: Path) -> int:
     try: return sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size
     except OSError: return 0
 
-def _mib(n: int) -> str: return f"{n / 2**20:.1f} MiB"
+def _human(n: int) -> str:
+    "`n` bytes in B, KiB, MiB, GiB or TiB."
+    k = min(4, max(0, (max(n, 1).bit_length() - 1) // 10))
+    return f"{n / 2**(10 * k):.{0 if k == 0 else 1}f} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[k]}"
 
-def _no_space(e: BaseException, folder: Path) -> bool:
-    """Whether `e`, or an exception it came from, is a full device or quota. torch and h5py report a full disk in
-    their own words (torch without the errno), so a device with under 1 MiB free after the failure counts too."""
+def _says_no_space(e: BaseException) -> bool:
+    "Whether `e`, or an exception it came from, is a full device or quota (ENOSPC, EDQUOT, or h5py's words for it)."
     for _ in range(20):
-        if e is None: break
+        if e is None: return False
         if getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or 'No space left on device' in str(e): return True
         e = e.__cause__ or e.__context__
+    return False
+
+def _nearly_full(folder: Path) -> bool:
+    "Whether the device of `folder` has under 1 MiB left: torch reports a full disk without its errno."
     try: return shutil.disk_usage(folder).free < 2**20
     except OSError: return False
 
@@ -330,20 +336,23 @@ def _write_error(e: Exception, path: Path, tmp: Path, size: int | None) -> TdaEr
     """The `TdaError` that says why the block writing `tmp` for `path` failed with `e` when the cause is the file
     system (a full device, an unwritable folder, a folder in the way); None for any other error (re-raised as is)."""
     if isinstance(e, TdaError): return None
-    if _no_space(e, path.parent):
-        try: free = _mib(shutil.disk_usage(path.parent).free)
-        except OSError: free = 'unknown'
-        need = f" of about {_mib(size)}" if size else ''
-        return TdaError(f"no space left on the device of {path.parent} (ENOSPC): writing {path.name} stopped after "
-                        f"{_mib(_size(tmp))}{need}, {free} free; free some space there or write elsewhere, then run "
-                        f"again.")
-    if path.is_dir() and not tmp.is_dir():
+    full = _says_no_space(e)
+    if not full and path.is_dir() and not tmp.is_dir():
         return TdaError(f"cannot write {path}: it is a folder; give the path of a file.")
-    probe = temporary_path(path)
-    try: os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except OSError as pe: return _cannot_write(path, pe)
-    os.unlink(probe)
-    return None
+    if not full:  # can this folder be written at all? (read-only, permission: said as such)
+        probe = temporary_path(path)
+        try: os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError as pe:
+            if pe.errno not in (errno.ENOSPC, errno.EDQUOT): return _cannot_write(path, pe)
+            full = True
+        else: os.unlink(probe)
+    if not (full or _nearly_full(path.parent)): return None
+    try: free = _human(shutil.disk_usage(path.parent).free)
+    except OSError: free = 'unknown'
+    need = f" of about {_human(size)}" if size else ''
+    return TdaError(f"no space left on the device of {path.parent} (ENOSPC): writing {path.name} stopped after "
+                    f"{_human(_size(tmp))}{need}, {free} free; free some space there or write elsewhere, then run "
+                    f"again.")
 
 @contextlib.contextmanager
 def atomic_path(path, overwrite=False, size: int | None = None):
