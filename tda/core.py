@@ -415,12 +415,12 @@ def _busy(path: Path, what: str, rec: dict) -> TdaError:
            else "another process")
     return TdaError(f"{what} {path} is in use: {who} is writing it; wait for it to end or stop it, then run again.")
 
-def _lock_fd(lock: Path, path: Path, what: str) -> int:
+def _lock_fd(lock: Path, path: Path, what: str, wait: bool = False) -> int:
     "A descriptor of `lock` holding its exclusive `flock`; a `TdaError` naming the holder when another has it."
     while True:
         try: fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e: raise _cannot_write(path, e) from None
-        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as e:
             busy = e.errno in (errno.EAGAIN, errno.EACCES)
             rec = _holder(fd) if busy else {}
@@ -433,21 +433,29 @@ def _lock_fd(lock: Path, path: Path, what: str) -> int:
         if same: return fd
         os.close(fd)  # its holder removed the file between our open and our lock: lock the one in place now
 
+_HELD = {}  # lock file -> the thread of this process holding it (which may lock it again inside)
+
 @contextlib.contextmanager
-def writer_lock(path, what: str = 'output'):
+def writer_lock(path, what: str = 'output', wait: bool = False):
     """Hold the exclusive lock of the run folder or dataset `path` (a `what`) for the block; another process holding
-    it is one `TdaError` naming it, raised before the block. A lock of a process that has ended is taken over."""
+    it is one `TdaError` naming it, raised before the block (with `wait`, wait for it instead). A lock of a process
+    that has ended is taken over; the thread holding a lock may take it again inside."""
     path = Path(path)
     lock = lock_path(path)
+    key = os.path.abspath(lock)
+    if _HELD.get(key) == threading.get_ident():
+        yield
+        return
     try: lock.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise _cannot_write(path, e) from None
     if fcntl is None:  # Windows
         import filelock
-        try: held = filelock.FileLock(str(lock), timeout=0).acquire()
+        try: held = filelock.FileLock(str(lock), timeout=-1 if wait else 0).acquire()
         except filelock.Timeout: raise _busy(path, what, {}) from None
         with held: yield
         return
-    fd = _lock_fd(lock, path, what)
+    fd = _lock_fd(lock, path, what, wait)
+    _HELD[key] = threading.get_ident()
     try:
         rec = {'pid': os.getpid(), 'host': socket.gethostname(),
                'since': _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'),
@@ -458,6 +466,7 @@ def writer_lock(path, what: str = 'output'):
         except OSError: pass  # a full device: the lock holds all the same, without the record
         yield
     finally:
+        _HELD.pop(key, None)
         with contextlib.suppress(OSError): lock.unlink()  # while still holding it (see above)
         os.close(fd)
 

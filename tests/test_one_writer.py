@@ -148,3 +148,27 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path, tiny, f
     assert f"tda: {run} holds a run killed before its first checkpoint (no checkpoint, no result); starting it again " \
            f"from scratch" in r.stderr
     assert json.loads((run/'results.json').read_text())['epochs_run'] == 1 and not lock_path(run).exists()
+
+
+def test_jobs_that_need_the_same_dataset_wait_for_it(tmp_path):
+    """Two runs of a sweep that need the same dataset (`ensure_dataset`): the second waits for the first to make it
+    (a blocked `flock`, seen in /proc/locks), then both use the one file."""
+    code = ("from tda.data.mref import ensure_dataset\n"
+            "print(ensure_dataset('mref', 'smoke', seed=3, workers=1, progress=False))\n")
+    env = {**os.environ, 'TDA_DATA_DIR': str(tmp_path)}
+    fn = tmp_path/'mref_smoke_seed3.h5'
+    run = lambda: subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, env=env)
+    first = run()
+    holder(fn, [first])
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = run()
+        deadline = time.time() + 120
+        while not any('->' in line and f' {second.pid} ' in line for line in Path('/proc/locks').read_text().splitlines()):
+            assert second.poll() is None and time.time() < deadline, second.communicate()
+            time.sleep(0.05)
+    finally: os.kill(first.pid, signal.SIGCONT)
+    outs = [p.communicate(timeout=300) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    assert [o.strip() for o, _ in outs] == [str(fn)] * 2 and sorted(p.name for p in tmp_path.iterdir() if p.name != '.cache') == [fn.name]

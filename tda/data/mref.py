@@ -367,13 +367,15 @@ def generate_mref(path, params: MREFParams, workers: int | None = None, overwrit
 
 # %% ../../nbs/01_data.mref.ipynb #a6ee2a8a
 def ensure_dataset(variant: str, size: str, seed: int = 0, workers: int | None = None, progress: bool = True) -> Path:
-    "The dataset file of `variant` and `size` in the data folder, generated if missing."
+    """The dataset file of `variant` and `size` in the data folder, generated if missing; if another process is making
+    it (runs of a sweep that need the same data), this waits for it and uses its file."""
     params = mref_params(variant, size, seed=seed)
     fn = dataset_path(variant, size, seed)
-    if fn.exists():
-        if mref_info(fn)['params'] != params.to_dict():
-            raise TdaError(f"{fn} exists but was made with other parameters; delete it or regenerate it with "
-                           f"`tda data generate --variant {variant} --size {size} --seed {seed} --out {fn} "
-                           "--overwrite`.")
-        return fn.resolve()
-    return generate_mref(fn, params, workers=workers, progress=progress).resolve()
+    with writer_lock(fn, 'dataset file', wait=True):
+        if fn.exists():
+            if mref_info(fn)['params'] != params.to_dict():
+                raise TdaError(f"{fn} exists but was made with other parameters; delete it or regenerate it with "
+                               f"`tda data generate --variant {variant} --size {size} --seed {seed} --out {fn} "
+                               "--overwrite`.")
+            return fn.resolve()
+        return generate_mref(fn, params, workers=workers, progress=progress).resolve()
