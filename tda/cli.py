@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                        'train HAttNet-CTX for a few epochs on the CPU and write the Table 1 reports into a new folder.')
     d.add_argument('--out', help='output folder (default: <runs_dir>/demo-<time>)')
     d.add_argument('--workers', type=_COUNT, help='generator processes (default: all cores)')
-    d.add_argument('--epochs', type=_COUNT, default=DEMO_EPOCHS, help=f'training epochs per model (default {DEMO_EPOCHS})')
+    d.add_argument('--epochs', type=_COUNT, default=DEMO_EPOCHS,
+                   help=f'training epochs per model (default {DEMO_EPOCHS})')
     d.add_argument('--quiet', action='store_true', help='no progress bars')
     d.set_defaults(func=cmd_demo)
     t = sub.add_parser('train', help='train a model from a config file', description=

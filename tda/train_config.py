@@ -212,7 +212,7 @@ def _checks(c: TrainConfig):
                  for k in d),
                  "model_args, dataset_args, loss_args, metrics_args and optimizer_args must map names to values"),
             (c.data != '', "data must name a dataset file or folder"),
-            (c.variant is None or c.variant != '', "variant must name the data's variant (mref, mdist, mbg) or be None"),
+            (c.variant is None or c.variant != '', "variant must name the data's (mref, mdist, mbg), or be None"),
             (not (nf := [k for k in _FLOATS if (v := getattr(c, k)) is not None and not math.isfinite(v)]),
              f"{', '.join(nf)} must be finite (not NaN or infinity)"),
             (not (big := [k for k in _INTS if any(v is not None and v > _MAX_INT for v in _values(getattr(c, k)))]),

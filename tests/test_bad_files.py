@@ -269,8 +269,8 @@ def train_cfg(tmp_path):
 
 def small(tmp_path, name, variant='mref', **splits):
     from tda.data.mref import generate_mref, mref_params
-    return generate_mref(tmp_path/name, mref_params(variant, splits={'train': 6, 'val': 3, 'test': 3, **splits}, seed=2),
-                         workers=1, progress=False)
+    params = mref_params(variant, splits={'train': 6, 'val': 3, 'test': 3, **splits}, seed=2)
+    return generate_mref(tmp_path/name, params, workers=1, progress=False)
 
 
 @pytest.mark.parametrize('case', ['wrong_queries', 'empty_val', 'empty_train', 'other_variant'])

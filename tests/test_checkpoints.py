@@ -56,15 +56,16 @@ def test_a_pickled_payload_is_refused_by_resume_and_load_best(config, tmp_path):
     with pytest.raises(TdaError, match='never runs code from a file'): load_best(tmp_path/'run')
     assert not marker.exists()
     # one line in our words: the global it names, no escape codes, no advice to load it unsafely
-    torch.save({'format': CHECKPOINT_FORMAT, 'record': '{}', 'model': {'w': np.zeros(3)}}, tmp_path/'run'/'checkpoints'/'last.pt')
+    last = tmp_path/'run'/'checkpoints'/'last.pt'
+    torch.save({'format': CHECKPOINT_FORMAT, 'record': '{}', 'model': {'w': np.zeros(3)}}, last)
     for r in (r, tda_train(config, '--resume', '--set', 'epochs=2')):
         (line,) = r.stderr.strip().splitlines()
-        assert line.startswith('tda: error: checkpoint ') and 'holds Python objects beyond tensors (it names ' in line, line
+        assert line.startswith('tda: error: checkpoint ') and 'Python objects beyond tensors (it names ' in line, line
         assert '\x1b' not in line and 'weights_only' not in line and 'trust' not in line, line
 
 
 def test_resume_refuses_overwritten_pixels_and_resumes_a_checkpoint_from_before_the_fingerprint(tmp_path, tiny):
-    "The data identity covers every pixel; a checkpoint written before that key existed still resumes (and checks the rest)."
+    "The identity covers every pixel; a checkpoint written before that key existed still resumes (and checks the rest)."
     cfg = TrainConfig(preset='seo2016', model='soft', data=str(tiny), epochs=1, batch_size=20, progress=False,
                       out_dir=str(tmp_path/'run'), seed=5)
     train(cfg)

@@ -165,10 +165,11 @@ def test_jobs_that_need_the_same_dataset_wait_for_it(tmp_path):
     try:
         second = run()
         deadline = time.time() + 120
-        while not any('->' in line and f' {second.pid} ' in line for line in Path('/proc/locks').read_text().splitlines()):
+        while not any('->' in x and f' {second.pid} ' in x for x in Path('/proc/locks').read_text().splitlines()):
             assert second.poll() is None and time.time() < deadline, second.communicate()
             time.sleep(0.05)
     finally: os.kill(first.pid, signal.SIGCONT)
     outs = [p.communicate(timeout=300) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outs
-    assert [o.strip() for o, _ in outs] == [str(fn)] * 2 and sorted(p.name for p in tmp_path.iterdir() if p.name != '.cache') == [fn.name]
+    assert [o.strip() for o, _ in outs] == [str(fn)] * 2
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != '.cache') == [fn.name]  # (.cache: MNIST's)

@@ -62,8 +62,9 @@ def test_a_full_device_is_named_when_generating(mount):
 
 def test_a_full_device_is_named_when_training(mount, cfg):
     full = mount('full', 'size=64k')  # run.json fits, a checkpoint (about 350 KiB) does not
+    ck = full/'run'/'checkpoints'
     msg = one_error(tda('train', cfg, '--set', f'out_dir={full/"run"}'),
-                    f"no space left on the device of {full/'run'/'checkpoints'} (ENOSPC): writing last.pt stopped after")
+                    f"no space left on the device of {ck} (ENOSPC): writing last.pt stopped after")
     assert float(re.search(r' of about ([\d.]+) KiB', msg)[1]) > 64  # the checkpoint's tensors: more than the device
     assert list((full/'run'/'checkpoints').iterdir()) == []
 

@@ -109,7 +109,8 @@ class MREFParams:
             self.palette = tuple((str(n), tuple(int(c) for c in rgb)) for n, rgb in self.palette)
         except (TypeError, ValueError, OverflowError):
             raise TdaError(f"palette must be a list of [name, [r, g, b]], not {self.palette!r}.") from None
-        if not 1 <= len(self.palette) <= 256 or any(len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb) for _, rgb in self.palette):
+        bad = lambda rgb: len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb)
+        if not 1 <= len(self.palette) <= 256 or any(bad(rgb) for _, rgb in self.palette):
             raise TdaError("palette must be a list of 1 to 256 [name, [r, g, b]] with 0 <= r, g, b <= 255: "
                            f"{self.palette!r}.")
         self.brightness_sd = _real('brightness_sd', self.brightness_sd, 0, 255)
