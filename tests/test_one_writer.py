@@ -14,10 +14,7 @@ import yaml
 
 from tda.checkpoint import load_checkpoint
 from tda.core import lock_path
-from tda.data.mref import generate_mref, mref_params
 from tda.train import TrainConfig, train
-
-TINY = {'train': 24, 'val': 8, 'test': 8}
 
 
 def start(*args) -> subprocess.Popen:
@@ -59,14 +56,9 @@ def refused(p: subprocess.Popen, what: str, target: Path, by: subprocess.Popen):
 
 
 @pytest.fixture
-def tiny(tmp_path):
-    return generate_mref(tmp_path/'tiny.h5', mref_params('mref', splits=TINY, seed=4), workers=1, progress=False)
-
-
-@pytest.fixture
-def cfg(tmp_path, tiny):
+def cfg(tmp_path, datasets):
     p = tmp_path/'cfg.yaml'
-    p.write_text(yaml.safe_dump({'model': 'soft', 'data': str(tiny), 'preset': 'seo2016', 'epochs': 2,
+    p.write_text(yaml.safe_dump({'model': 'soft', 'data': str(datasets['mref']), 'preset': 'seo2016', 'epochs': 2,
                                  'batch_size': 40, 'progress': False, 'out_dir': str(tmp_path/'run')}))
     return p
 
@@ -128,11 +120,11 @@ def test_two_generators_on_one_file_one_writes(tmp_path):
 
 
 @pytest.mark.parametrize('flags', [[], ['--resume']], ids=['plain', 'resume'])
-def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path, tiny, flags):
+def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path, datasets, flags):
     """SIGKILL in the first epoch leaves run.json, no checkpoint and the dead process's lock file; the next `tda train`
     (with or without --resume) takes the lock over and starts the run again from scratch, and says so."""
     cfg, run = tmp_path/'cfg.yaml', tmp_path/'run'
-    cfg.write_text(yaml.safe_dump({'model': 'hattnet_ctx', 'data': str(tiny), 'epochs': 1, 'batch_size': 20,
+    cfg.write_text(yaml.safe_dump({'model': 'hattnet_ctx', 'data': str(datasets['mref']), 'epochs': 1, 'batch_size': 20,
                                    'eval_batch_size': 40, 'progress': False, 'out_dir': str(run)}))
     p = start('train', cfg)
     deadline = time.time() + 120
