@@ -185,7 +185,12 @@ def _preset(name: str, optimizer: str | None = None) -> dict:
 def _checks(c: TrainConfig):
     "(holds, message) for every rule a config must follow; nothing is written before they all hold."
     names = lambda x: isinstance(x, list) and len(x) > 0 and all(isinstance(v, str) and v for v in x)
-    return [(c.optimizer in _OPTIMIZERS, f"optimizer must be one of {sorted(_OPTIMIZERS)}"),
+    return [  # first: no NaN or infinity, no count beyond a C int (the range checks below assume it)
+            (not (nf := [k for k in _FLOATS if (v := getattr(c, k)) is not None and not math.isfinite(v)]),
+             f"{', '.join(nf)} must be finite (not NaN or infinity)"),
+            (not (big := [k for k in _INTS if any(v is not None and v > _MAX_INT for v in _values(getattr(c, k)))]),
+             f"{', '.join(big)} must be at most 2**31 - 1"),
+            (c.optimizer in _OPTIMIZERS, f"optimizer must be one of {sorted(_OPTIMIZERS)}"),
             (c.schedule in ('constant', 'step', 'milestones', 'cosine'),
              "schedule must be 'constant', 'step', 'milestones' or 'cosine'"),
             (c.mixed_precision in ('no', 'bf16', 'fp16', 'auto'),
@@ -213,10 +218,6 @@ def _checks(c: TrainConfig):
                  "model_args, dataset_args, loss_args, metrics_args and optimizer_args must map names to values"),
             (c.data != '', "data must name a dataset file or folder"),
             (c.variant is None or c.variant != '', "variant must name the data's (mref, mdist, mbg), or be None"),
-            (not (nf := [k for k in _FLOATS if (v := getattr(c, k)) is not None and not math.isfinite(v)]),
-             f"{', '.join(nf)} must be finite (not NaN or infinity)"),
-            (not (big := [k for k in _INTS if any(v is not None and v > _MAX_INT for v in _values(getattr(c, k)))]),
-             f"{', '.join(big)} must be at most 2**31 - 1"),
             (_tracker_problem(c.log_with) is None, _tracker_problem(c.log_with))]
 
 def _values(v) -> list:
