@@ -285,9 +285,11 @@ def check_writable(path, overwrite=False, flag='--overwrite'):
 _LIVE = set()  # the temporaries this process is writing
 
 def _end_by_sigterm(signum, frame):
-    "Remove this process's temporaries, then end by SIGTERM as the default action does."
+    "Remove this process's temporaries and lock files, then end by SIGTERM as the default action does."
     for t in list(_LIVE):
         if temporary_owner(t)['pid'] == os.getpid(): _remove(t)  # a forked child inherits the set, not the files
+    if os.getpid() == _HELD_BY:
+        for lock in list(_HELD): _remove(Path(lock))  # (the kernel frees the locks themselves as the process ends)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -434,6 +436,7 @@ def _lock_fd(lock: Path, path: Path, what: str, wait: bool = False) -> int:
         os.close(fd)  # its holder removed the file between our open and our lock: lock the one in place now
 
 _HELD = {}  # lock file -> the thread of this process holding it (which may lock it again inside)
+_HELD_BY = os.getpid()  # the process _HELD belongs to (a forked child inherits the dict, not the locks)
 
 @contextlib.contextmanager
 def writer_lock(path, what: str = 'output', wait: bool = False):
@@ -455,7 +458,9 @@ def writer_lock(path, what: str = 'output', wait: bool = False):
         with held: yield
         return
     fd = _lock_fd(lock, path, what, wait)
-    _HELD[key] = threading.get_ident()
+    global _HELD_BY
+    if _HELD_BY != os.getpid(): _HELD.clear()
+    _HELD[key], _HELD_BY = threading.get_ident(), os.getpid()
     try:
         rec = {'pid': os.getpid(), 'host': socket.gethostname(),
                'since': _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'),
