@@ -94,13 +94,13 @@ class MREFParams:
         side = lambda v: _whole('canvas', v, 1, _MAX_SIDE)
         self.canvas = _pair(self.canvas, 'canvas', int, 1, _MAX_SIDE) if not isinstance(self.canvas, (int, float)) \
             else (side(self.canvas),) * 2
-        self.digits = _pair(self.digits, 'digits', int, -2**31, 2**31)
+        self.digits = _pair(self.digits, 'digits', int, 0, 2**31 - 1)
         if not 1 <= self.digits[0] <= self.digits[1] <= 10:
             raise TdaError("digits per image must lie in [1, 10] (the digits of an image have distinct classes), "
                            f"not {self.digits}.")
         most = _MAX_SIDE / 28  # a larger digit fits no canvas
-        self.scale = _pair(self.scale, 'scale', float, -most, most)
-        self.distractor_scale = _pair(self.distractor_scale, 'distractor_scale', float, -most, most)
+        self.scale = _pair(self.scale, 'scale', float, 0, most)
+        self.distractor_scale = _pair(self.distractor_scale, 'distractor_scale', float, 0, most)
         if self.scale[0] <= 0 or self.distractor_scale[0] <= 0: raise TdaError("scales must be > 0.")
         if round(28*self.scale[0]) > min(self.canvas):
             raise TdaError(f"the smallest digit ({round(28*self.scale[0])} px at scale {self.scale[0]}) does not "

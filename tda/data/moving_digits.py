@@ -69,9 +69,9 @@ def make_moving_digits(path, train: int = 512, val: int = 128, test: int = 128, 
     seed = _whole('seed', seed, 0, 2**63 - 1)  # NumPy seeds are >= 0; int64 in the file's records
     directions = _whole('directions', directions, 4, 8)
     names = direction_names(directions)
-    speed = _pair(speed, 'speed', float, -65535.0, 65535.0)
+    speed = _pair(speed, 'speed', float, 0, 65535)
     if not 0 < speed[0] <= speed[1]: raise TdaError(f"speed must be (low, high) with 0 < low <= high, not {speed}.")
-    digit_size = _whole('digit_size', digit_size, -2**31, 2**31)
+    digit_size = _whole('digit_size', digit_size, 0, 65535)
     if not 0 < digit_size <= size:
         raise TdaError(f"digit_size must be between 1 and image_size ({size}), not {digit_size}.")
     if path.is_dir(): raise TdaError(f"{path} is a folder; give the path of the HDF5 file to write in it.")
