@@ -37,8 +37,16 @@ def recipe_params(recipe: dict) -> tuple[MREFParams, Path]:
     "Generator parameters and output path of a recipe mapping (variant, size, output and any option)."
     d = dict(recipe)
     variant, size = d.pop('variant', 'mref'), d.pop('size', 'smoke')
-    out = d.pop('output', None)
-    return mref_params(variant, size, **d), resolve_path(out) if out else dataset_path(variant, size, d.get('seed', 0))
+    if not isinstance(size, str) or size not in SIZES:
+        raise TdaError(f"size must be one of {sorted(SIZES)}, not {size!r}.")
+    out = _output(d.pop('output', None))
+    params = mref_params(variant, size, **d)
+    return params, resolve_path(out) if out else dataset_path(params.variant, size, params.seed)
+
+def _output(out):
+    "A recipe's `output`: a path (or None)."
+    if out is not None and not isinstance(out, str): raise TdaError(f"output must be a file path, not {out!r}.")
+    return out
 
 def load_recipe(path) -> tuple[MREFParams, Path]:
     "The generator parameters and output path of a recipe file."
@@ -48,7 +56,7 @@ def recipe_output(recipe: dict) -> Path:
     "The dataset file a recipe mapping writes: its `output`, else the default name of its dataset, variant and size."
     d = dict(recipe)
     if d.pop('dataset', 'mref') == 'moving_digits':
-        return resolve_path(d.get('output') or f"moving_digits_{d.get('size', 'smoke')}.h5")
+        return resolve_path(_output(d.get('output')) or f"moving_digits_{d.get('size', 'smoke')}.h5")
     return recipe_params(d)[1]
 
 def dataset_file(name) -> Path:
@@ -256,12 +264,16 @@ def cmd_sweep(a):
         sys.exit(1)
 
 # %% ../nbs/06_cli.ipynb #7377b7d2
-def _count(text: str) -> int:
-    "An argparse type: a whole number of at least 1 (processes, jobs, epochs, samples)."
-    try: n = int(text)
-    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1: raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
-    return n
+def _whole(lo: int, hi: int):
+    "An argparse type: a whole number from `lo` to `hi` (so a bad value is one usage error, never a traceback)."
+    def whole_number(s: str) -> int:
+        try: v = int(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+        if not lo <= v <= hi: raise argparse.ArgumentTypeError(f"{v} is not between {lo} and {hi}")
+        return v
+    return whole_number
+
+_COUNT, _SEED = _whole(1, 2**31 - 1), _whole(0, 2**63 - 1)  # NumPy seeds are >= 0; files keep them as int64
 
 def build_parser() -> argparse.ArgumentParser:
     "The `tda` command line: its commands, options and help."
@@ -272,8 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description='Generate the three smoke datasets (seed 1), test the shipped weights on them, '
                        'train HAttNet-CTX for a few epochs on the CPU and write the Table 1 reports into a new folder.')
     d.add_argument('--out', help='output folder (default: <runs_dir>/demo-<time>)')
-    d.add_argument('--workers', type=_count, help='generator processes (default: all cores)')
-    d.add_argument('--epochs', type=_count, default=DEMO_EPOCHS,
+    d.add_argument('--workers', type=_COUNT, help='generator processes (default: all cores)')
+    d.add_argument('--epochs', type=_COUNT, default=DEMO_EPOCHS,
                    help=f'training epochs per model (default {DEMO_EPOCHS})')
     d.add_argument('--quiet', action='store_true', help='no progress bars')
     d.set_defaults(func=cmd_demo)
@@ -291,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                        'into <runs_dir>/<sweep>/<run-id>/, then collect every run\'s summary.json into one table '
                        'and figure.')
     w.add_argument('sweep', nargs='?', help='a shipped sweep by name (e.g. table1_seeds) or a sweep YAML file')
-    w.add_argument('--jobs', type=_count, default=1,
+    w.add_argument('--jobs', type=_COUNT, default=1,
                    help='runs at once (default 1); with GPUs each job gets its own device')
     w.add_argument('--retry-failed', action='store_true', help='run the failed runs again')
     w.add_argument('--overwrite', action='store_true', help='run every run again, finished ones included')
@@ -330,11 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('recipe', nargs='?', help='a shipped recipe by name (e.g. mref_paper) or a recipe YAML file')
     g.add_argument('--variant', choices=VARIANTS, help='mref | mdist | mbg (default mref)')
     g.add_argument('--size', choices=sorted(SIZES), help='images per split (default smoke)')
-    g.add_argument('--seed', type=int, help="the generator's seed (default: the recipe's, else 0; the default file "
+    g.add_argument('--seed', type=_SEED, help="the generator's seed (default: the recipe's, else 0; the default file "
                    "name gets _seed<N> for seeds other than 0)")
     g.add_argument('--out', help='output HDF5 file (default: <data_dir>/<variant>_<size>[_seed<N>].h5)')
     g.add_argument('--set', action='append', metavar='KEY=VALUE', help='any generator option, e.g. --set digits=[3,5]')
-    g.add_argument('--workers', type=_count, help='processes (default: all cores)')
+    g.add_argument('--workers', type=_COUNT, help='processes (default: all cores)')
     g.add_argument('--overwrite', action='store_true', help='replace an existing file')
     g.add_argument('--quiet', action='store_true', help='no progress bar')
     g.set_defaults(func=cmd_generate)
@@ -352,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('file', help="dataset file (a relative path: here if there, else in the data folder), or a "
                    "recipe's name (e.g. mref_smoke): the file it writes")
     s.add_argument('--split', default='test', help='the split to draw from: train, val or test (default test)')
-    s.add_argument('-n', type=_count, default=12, help='number of questions in the grid (default 12)')
-    s.add_argument('--seed', type=int, default=0, help='seed of the random choice of questions (default 0)')
+    s.add_argument('-n', type=_COUNT, default=12, help='number of questions in the grid (default 12)')
+    s.add_argument('--seed', type=_SEED, default=0, help='seed of the random choice of questions (default 0)')
     s.add_argument('--out', help='PNG path (default: beside FILE, <stem>_<split>.png)')
     s.add_argument('--overwrite', action='store_true', help='replace an existing PNG')
     s.set_defaults(func=cmd_show)

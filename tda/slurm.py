@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .core import TdaError, write_json
+from .core import TdaError, write_json, writer_lock
 from .sweep import (Sweep, SweepRun, _alive, _describe, collect_sweep, finish_run, papermill_command,
                        prepare_run, run_state)
 
@@ -111,7 +111,11 @@ def _trainer_requeued(d: Path, job: str, restarts: int) -> bool:
 def _now() -> str: return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')
 
 def run_job(sw: Sweep, root: str, run: SweepRun) -> dict:
-    "One run of sweep `sw` inside its SLURM job: the local executor's run, in the run folder under `root`."
+    "One run of sweep `sw` inside its SLURM job, holding the run folder's lock (a second job of the run stops untouched)."
+    with writer_lock(Path(root)/run.id, 'sweep run'): return _run_job(sw, root, run)
+
+def _run_job(sw: Sweep, root: str, run: SweepRun) -> dict:
+    "The local executor's run, in the run folder under `root`."
     signal.signal(signal.Signals[f"SIG{WARNING_SIGNAL}"], signal.SIG_IGN)  # inherited: only the trainer acts on it
     stopped = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))

@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from .core import (TdaError, atomic_path, find_file, get_settings, outside_nbs, read_yaml, resolve_path, run_record,
-                      write_json)
+                      write_json, writer_lock)
 from .notebooks import experiments_dir, find_notebook, format_parameters, notebook_error, notebook_parameters
 
 # %% auto #0
@@ -265,6 +265,10 @@ class _Runner:
         finally: self.slots.put(slot)
 
     def execute(self, run: SweepRun, env: dict) -> dict:
+        "Run `run` in its folder, holding the folder's lock the whole time (one writer per run folder)."
+        with writer_lock(self.root/run.id, 'sweep run'): return self._execute(run, env)
+
+    def _execute(self, run: SweepRun, env: dict) -> dict:
         d = prepare_run(self.sw, self.root/run.id, run, env)
         cmd = papermill_command(self.sw, d)
         t0, started = time.time(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')

@@ -7,6 +7,7 @@ Docs: https://tda-developers.github.io/tda/train.html.md"""
 # %% ../nbs/04d_train.ipynb #0dc96009
 from __future__ import annotations
 
+import contextlib
 import csv
 import ctypes
 import datetime as _dt
@@ -28,13 +29,13 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
-from torch.utils.data import DataLoader, Dataset
+from accelerate.utils import broadcast_object_list, set_seed
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .core import (LOSSES, TdaError, atomic_path, get_settings, remove_stale_temporaries,
-                      resolve_path, run_record, temporary_owner, write_json)
+                      resolve_path, run_record, temporary_owner, write_json, writer_lock)
 from .data import create_dataset
 from .losses import cross_entropy, decode_heatmaps, gaussian_heatmaps, heatmap_mse, model_loss
 from .metric_sets import (ClassificationMetrics, DetectionMetrics, KeypointMetrics, MREFMetrics, PerSampleMetrics,
@@ -121,6 +122,36 @@ def config_diff(old: dict, new: dict, ignore=()) -> list[str]:
     "Fields whose values differ; a field added to TrainConfig after `old` was written is not compared."
     return sorted(k for k in new if k not in ignore and k in old and old[k] != new[k])
 
+def _changed(old: dict, new: dict) -> list[str]:
+    """The keys of a data identity that differ between a run's checkpoint (`old`) and the data now (`new`). Only the
+    keys both have are compared: a checkpoint written before a key was added (`images_sha256`) still resumes."""
+    common = set(old) & set(new)
+    return sorted(k for k in common if old[k] != new[k]) if common else sorted(set(old) | set(new))
+
+def _unstarted(out: Path) -> bool:
+    "Whether `out` holds a training run killed before its first checkpoint: its run.json, no checkpoint, no result."
+    return _is_training_run(out) and not (out/'checkpoints'/'last.pt').exists() and not (out/'results.json').exists()
+
+def _clear(out: Path):
+    "Remove the run folder `out` to start it again; one error if the file system refuses."
+    try: shutil.rmtree(out)
+    except OSError as e:
+        raise TdaError(f"cannot clear {out} to start the run again: {e.strerror} ({e.filename}); make it writable for "
+                       f"this user, or choose another out_dir.") from None
+
+@contextlib.contextmanager
+def _lock_run(out: Path, accelerator):
+    """Hold the run folder's lock (`tda.core.writer_lock`) for the whole run; the main process holds it, and a refusal
+    reaches every process of a launch, so all stop before anything is written."""
+    with contextlib.ExitStack() as held:
+        refused = None
+        if accelerator.is_main_process:
+            try: held.enter_context(writer_lock(out, 'run folder'))
+            except TdaError as e: refused = str(e)
+        if accelerator.num_processes > 1: refused = broadcast_object_list([refused])[0]
+        if refused: raise TdaError(refused)
+        yield
+
 _RESUMABLE = {'epochs', 'progress', 'num_workers', 'out_dir', 'patience', 'log_with'}  # may change when resuming
 
 def _is_training_run(out: Path) -> bool:
@@ -133,6 +164,11 @@ def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, ide
                  accelerator) -> tuple[dict, dict] | None:
     "Check the run folder; returns the last checkpoint (record, tensors) when resuming."
     if out.exists() and not out.is_dir(): raise TdaError(f"out_dir {out} is a file; choose a folder.")
+    if _unstarted(out):  # killed before its first checkpoint: nothing to resume, nothing to keep
+        if accelerator.is_main_process:
+            print(f"tda: {out} holds a run killed before its first checkpoint (no checkpoint, no result); starting it "
+                  f"again from scratch", file=sys.stderr)
+        resume, overwrite = False, True
     last = out/'checkpoints'/'last.pt'
     if resume:
         if not last.exists():
@@ -142,7 +178,7 @@ def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, ide
         if diff:
             raise TdaError(f"cannot resume {out}: the config differs in {diff}; use the same config, or another "
                            f"out_dir.")
-        changed = sorted(k for k in set(rec['data']) | set(identity) if rec['data'].get(k) != identity.get(k))
+        changed = _changed(rec['data'], identity)
         if changed:
             raise TdaError(f"cannot resume {out}: its data changed since the run started ({', '.join(changed)} differ: "
                            f"{cfg.data} is not the file it trained on); restore that file, or start again with "
@@ -159,7 +195,7 @@ def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, ide
             raise TdaError(f"{out} does not look like a tda run folder (no run.json of a training run in it); "
                            f"refusing to delete it: choose another out_dir.")
         accelerator.wait_for_everyone()
-        if accelerator.is_main_process: shutil.rmtree(out)
+        if accelerator.is_main_process: _clear(out)
     accelerator.wait_for_everyone()
     return None
 
@@ -318,10 +354,44 @@ def data_loader(ds, batch_size, train, cfg):
     return DataLoader(ds, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
                       drop_last=train, **kw)
 
+def _check_data(cfg: TrainConfig, ds: dict, data: Path):
+    """The data checked whole before the first step: no split is empty, and it is the variant the config names (each
+    split's tables were checked when it was opened, see `tda.data.files.open_mref`)."""
+    if empty := [s for s, d in ds.items() if len(d) == 0]:
+        raise TdaError(f"{data} has no samples in its {' and '.join(empty)} split; training needs all three: make the "
+                       f"file again with samples in every split.")
+    got = getattr(ds['train'], 'variant', None)
+    if cfg.variant is not None and got != cfg.variant:
+        have = f"{str(got).upper()} data" if got else f"{cfg.dataset} data, which has no variant"
+        raise TdaError(f"{data} holds {have}, but the config expects variant {cfg.variant!r}; give the "
+                       f"{cfg.variant} file as data, or change variant.")
+
+def _dry_run(cfg: TrainConfig, ds, model):
+    """One forward pass and loss on a two-sample batch before anything is written: config fields that do not fit the
+    model (inputs, target, loss_args, model_args) fail here, in one line. The model's buffers (batch-norm statistics)
+    and the random state are left as they were."""
+    idx = list(range(min(2, len(ds))))
+    batch = ds.batch(idx) if hasattr(ds, 'batch') else default_collate([ds[i] for i in idx])
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            out = as_outputs(model(*[batch[k] for k in cfg.inputs]))
+            LOSSES.get(cfg.loss)(out, batch, target=cfg.target, **cfg.loss_args).mean()
+    except TdaError: raise
+    except Exception as e:
+        msg = ' '.join(str(e).split())[:300]
+        raise TdaError(f"the config does not fit the model: {cfg.model} on a two-sample batch of inputs {cfg.inputs}, "
+                       f"target {cfg.target!r} and loss {cfg.loss!r} failed ({type(e).__name__}: {msg}); fix inputs, "
+                       f"target, loss_args or model_args.") from None
+    finally:
+        with torch.no_grad():
+            for n, b in model.named_buffers(): b.copy_(buffers[n])
+
 def _build(cfg: TrainConfig):
     "The datasets and the model of `cfg`, checked against each other; nothing is written yet."
     data = resolve_data(cfg.data)
     ds = {s: create_dataset(cfg.dataset, data, s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
+    _check_data(cfg, ds, data)
     model_args = dict(cfg.model_args)
     # a classification set
     if hasattr(ds['train'], 'classes'): model_args.setdefault('num_classes', len(ds['train'].classes))
@@ -333,6 +403,7 @@ def _build(cfg: TrainConfig):
         raise TdaError(f"the {cfg.dataset} batches have no {missing}; inputs and target must be among {sorted(item)}.")
     LOSSES.get(cfg.loss)
     metric_set(cfg, validation=True)
+    _dry_run(cfg, ds['train'], model)
     return data, ds, model, model_args
 
 def _optimizer(cfg: TrainConfig, model):
@@ -352,7 +423,12 @@ def _scalars(d: dict) -> dict:
     return {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in d.items()}
 
 def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = False) -> dict:
-    "Train and test one model as `config` says; returns the results (also written to the run folder)."
+    """Train and test one model as `config` says; returns the results (also written to the run folder). The run folder
+    is locked for the whole run (one writer at a time, see `tda.core.writer_lock`)."""
+    with contextlib.ExitStack() as held: return _train(config, resume, overwrite, held)
+
+def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) -> dict:
+    "`train`, with the run folder's lock entered into `held` before anything is written."
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     t_start = time.time()
     on_gpu = torch.cuda.is_available() and not cfg.cpu
@@ -375,6 +451,7 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
     set_seed(cfg.seed)
     data, ds, model, model_args = _build(cfg)
     identity = data_identity(ds['train'], data)
+    held.enter_context(_lock_run(out, acc))
     ck = _prepare_dir(out, cfg, *resume_after_requeue(out, resume, overwrite), identity, acc)
     if cfg.sync_batchnorm and n_proc > 1 and acc.device.type == 'cuda':
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # (PyTorch has no SyncBatchNorm on the CPU)
@@ -408,7 +485,7 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
         if cfg.patience is not None and epoch - best['epoch'] > cfg.patience and best['epoch'] >= 0:
             stopped = f"early stopping: no better validation {score_name} for {cfg.patience} epochs"
             break
-        set_seed(cfg.seed * 1000 + epoch)
+        set_seed((cfg.seed * 1000 + epoch) % 2**32)  # NumPy takes seeds below 2**32
         train_dl.set_epoch(epoch)
         lr = lr_at(cfg, epoch)
         for g in optimizer.param_groups: g['lr'] = lr

@@ -50,10 +50,25 @@ def test_generate_from_recipe_info_and_show(tmp_path):
     (['data', 'generate', '--set', 'digits=[4, 12]'], 'distinct classes'),
     (['data', 'generate', '--set', 'colour=red'], 'valid options'),
     (['data', 'generate', '--set', 'nonsense'], 'KEY=VALUE'),
-    (['data', 'generate', '--workers', '0'], 'argument --workers: must be 1 or more, not 0'),
     (['sweep', 'table1_seeds', '--jobs', 'two'], "argument --jobs: 'two' is not a whole number"),
     (['data', 'info', '/etc/hostname'], 'is not an HDF5 file; give the path of an MNIST Reference file'),
     (['data', 'info', 'mdist_paper'], 'the recipe mdist_paper writes; make it with `tda data generate mdist_paper`'),
+    # every numeric option range-checked at parse time: the widths the code passes it through, no NaN or infinity
+    (['data', 'generate', '--workers', '0'], 'argument --workers: 0 is not between 1 and 2147483647'),
+    (['data', 'generate', '--seed', '-1'], 'argument --seed: -1 is not between 0 and 9223372036854775807'),
+    (['data', 'generate', '--seed', '1.5'], "argument --seed: '1.5' is not a whole number"),
+    (['data', 'generate', '--set', 'seed=18446744073709551616'], 'seed must be a whole number from 0 to'),
+    (['data', 'generate', '--set', 'scale=[.nan, 1]'], 'scale must be a finite number'),
+    (['data', 'generate', '--set', 'brightness_sd=.inf'], 'brightness_sd must be a finite number'),
+    (['data', 'generate', '--set', 'splits={test: 4294967296}'], 'splits.test must be a whole number'),
+    (['data', 'generate', '--set', 'size=[1]'], "size must be one of ['paper', 'smoke']"),
+    (['data', 'generate', '--set', 'output=5'], 'output must be a file path'),
+    (['data', 'generate', '--set', 'dataset=moving_digits', '--set', 'frames=1'], 'frames must be a whole number'),
+    (['data', 'generate', '--set', 'dataset=moving_digits', '--seed', str(2**63 - 1), '--set', 'speed=[1, .inf]'],
+     'speed must be a finite number'),
+    (['data', 'show', 'x.h5', '-n', '0'], 'argument -n: 0 is not between 1'),
+    (['demo', '--epochs', '0'], 'argument --epochs: 0 is not between 1'),
+    (['sweep', 'table1_seeds', '--jobs', '-2'], 'argument --jobs: -2 is not between 1'),
 ])
 def test_bad_input_is_one_clear_error(env_paths, args, match):
     r = tda(*args)
