@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .core import TdaError, atomic_path
+from .core import TdaError, atomic_path, file_problem
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'save_checkpoint', 'load_checkpoint']
+__all__ = ['CHECKPOINT_FORMAT', 'save_checkpoint', 'safe_load', 'load_checkpoint']
 
 # %% ../nbs/00a_checkpoint.ipynb #75623297
 CHECKPOINT_FORMAT = 'tda-checkpoint/2'
@@ -28,25 +29,41 @@ def _plain(v):
     if isinstance(v, Path): return str(v)
     raise TypeError(f"{type(v).__name__} is not JSON")
 
+def _nbytes(obj) -> int:
+    "Bytes of the tensors in `obj` (nested dicts and lists of them): about what its file needs on disk."
+    if torch.is_tensor(obj): return obj.numel() * obj.element_size()
+    if isinstance(obj, dict): return sum(_nbytes(v) for v in obj.values())
+    return sum(_nbytes(v) for v in obj) if isinstance(obj, (list, tuple)) else 0
+
 def save_checkpoint(path, record: dict, overwrite: bool = True, **tensors):
     "Write a checkpoint atomically: `tensors` (state dicts) and `record` (epoch, config, history...) as JSON text."
     obj = {'format': CHECKPOINT_FORMAT, 'record': json.dumps(record, default=_plain), **tensors}
-    with atomic_path(path, overwrite=overwrite) as tmp: torch.save(obj, tmp)
+    with atomic_path(path, overwrite=overwrite, size=_nbytes(tensors)) as tmp: torch.save(obj, tmp)
     return Path(path)
 
 # %% ../nbs/00a_checkpoint.ipynb #d2404ecd
+def safe_load(path, what: str = 'checkpoint', fix: str = 'use checkpoints written by tda, or retrain',
+              corrupt_fix: str = 'use another copy, or start the run again with --overwrite'):
+    """`torch.load(path, weights_only=True)` on the CPU; a file that is missing, unreadable, corrupt or holds Python
+    objects beyond tensors is one `TdaError` in our words (a `what`, with `fix` or `corrupt_fix`), never torch's
+    advice to load it unsafely."""
+    path = Path(path)
+    if problem := file_problem(path): raise TdaError(f"{what} {path} {problem}.")
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        names = re.findall(r'GLOBAL ([\w.]+)', str(e))
+        named = f" (it names {names[0]})" if names else ''
+        raise TdaError(f"{what} {path} holds Python objects beyond tensors{named} that only an unsafe load would "
+                       f"rebuild, and tda never runs code from a file; {fix}.") from None
+    except Exception as e:
+        msg = re.sub(r'\x1b\[[0-9;]*m', '', ' '.join(str(e).split()))[:160]
+        raise TdaError(f"{what} {path} is not readable (truncated or corrupt: {type(e).__name__}: {msg}); "
+                       f"{corrupt_fix}.") from None
+
 def load_checkpoint(path) -> tuple[dict, dict]:
     "The record and the tensors of a tda checkpoint, loaded safely (`weights_only=True`); one clear error otherwise."
     path = Path(path)
-    if not path.is_file(): raise TdaError(f"checkpoint {path} does not exist.")
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).splitlines()[0][:160]
-        raise TdaError(f"checkpoint {path} holds Python objects that only an unsafe load would rebuild, and tda never "
-                       f"runs code from a file ({first}); use checkpoints written by tda, or retrain.") from None
-    except Exception as e:
-        raise TdaError(f"checkpoint {path} is not readable (truncated or corrupt: {type(e).__name__}: {str(e)[:160]}); "
-                       f"use another copy, or start the run again with --overwrite.") from None
+    ck = safe_load(path)
     if not isinstance(ck, dict) or ck.get('format') != CHECKPOINT_FORMAT or not isinstance(ck.get('record'), str):
         raise TdaError(f"{path} is not a tda checkpoint of format {CHECKPOINT_FORMAT!r} (an older or foreign file); "
                        f"start the run again with --overwrite.")

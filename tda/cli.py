@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -23,9 +24,9 @@ from .data.moving_digits import CLIP_FORMAT, make_moving_digits, moving_digits_i
 from .data.mref import dataset_path, generate_mref
 
 # %% auto #0
-__all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'read_recipe', 'recipe_params', 'load_recipe', 'cmd_generate',
-           'cmd_show', 'cmd_info', 'load_train_config', 'cmd_train', 'demo', 'cmd_demo', 'cmd_sweep', 'build_parser',
-           'main']
+__all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'SLURM_OPTIONS', 'read_recipe', 'recipe_params',
+           'load_recipe', 'recipe_output', 'dataset_file', 'cmd_generate', 'cmd_show', 'cmd_info', 'load_train_config',
+           'cmd_train', 'demo', 'cmd_demo', 'cmd_tutorials', 'cmd_sweep', 'build_parser', 'main']
 
 # %% ../nbs/06_cli.ipynb #05b139b2
 def read_recipe(path) -> dict:
@@ -36,12 +37,38 @@ def recipe_params(recipe: dict) -> tuple[MREFParams, Path]:
     "Generator parameters and output path of a recipe mapping (variant, size, output and any option)."
     d = dict(recipe)
     variant, size = d.pop('variant', 'mref'), d.pop('size', 'smoke')
-    out = d.pop('output', None)
-    return mref_params(variant, size, **d), resolve_path(out) if out else dataset_path(variant, size, d.get('seed', 0))
+    if not isinstance(size, str) or size not in SIZES:
+        raise TdaError(f"size must be one of {sorted(SIZES)}, not {size!r}.")
+    out = _output(d.pop('output', None))
+    params = mref_params(variant, size, **d)
+    return params, resolve_path(out) if out else dataset_path(params.variant, size, params.seed)
+
+def _output(out):
+    "A recipe's `output`: a path (or None)."
+    if out is not None and not isinstance(out, str): raise TdaError(f"output must be a file path, not {out!r}.")
+    return out
 
 def load_recipe(path) -> tuple[MREFParams, Path]:
     "The generator parameters and output path of a recipe file."
     return recipe_params(read_recipe(path))
+
+def recipe_output(recipe: dict) -> Path:
+    "The dataset file a recipe mapping writes: its `output`, else the default name of its dataset, variant and size."
+    d = dict(recipe)
+    if d.pop('dataset', 'mref') == 'moving_digits':
+        return resolve_path(_output(d.get('output')) or f"moving_digits_{d.get('size', 'smoke')}.h5")
+    return recipe_params(d)[1]
+
+def dataset_file(name) -> Path:
+    """The dataset file `name` names: a path (here, else in the data folder: `tda.core.resolve_path`), or a recipe's
+    name as `tda data generate` takes it (`mref_smoke`): the file that recipe writes."""
+    if (p := resolve_path(name)).exists(): return p
+    try: recipe = read_recipe(name)
+    except TdaError: return resolve_path(name, must_exist=True, what='dataset file')  # neither a file nor a recipe
+    if not (out := recipe_output(recipe)).exists():
+        raise TdaError(f"dataset file {out} not found: it is what the recipe {name} writes; make it with "
+                       f"`tda data generate {name}`.")
+    return out
 
 def _parse_set(items) -> dict:
     "`KEY=VALUE` pairs; values are read as YAML (numbers, lists)."
@@ -54,10 +81,8 @@ def _parse_set(items) -> dict:
 
 # %% ../nbs/06_cli.ipynb #5df1a994
 def _generate_clips(recipe: dict, a):
-    d = {k: v for k, v in recipe.items() if k not in ('dataset', 'variant')}
-    name = d.pop('size', 'smoke')
-    output = d.pop('output', None) or f'moving_digits_{name}.h5'
-    out = resolve_path(a.out or output)
+    d = {k: v for k, v in recipe.items() if k not in ('dataset', 'variant', 'size', 'output')}
+    out = resolve_path(a.out) if a.out else recipe_output(recipe)
     t = time.perf_counter()
     try: make_moving_digits(out, **d, overwrite=a.overwrite, progress=not a.quiet)
     except TypeError as e:
@@ -87,7 +112,7 @@ def cmd_generate(a):
 def cmd_show(a):
     "`tda data show`: a PNG grid of samples of a dataset file."
     from tda.viz import save_mref_grid
-    file = resolve_path(a.file, must_exist=True, what='dataset file')
+    file = dataset_file(a.file)
     out = resolve_path(a.out) if a.out else file.with_name(f"{file.stem}_{a.split}.png")
     save_mref_grid(file, out, a.split, a.n, seed=a.seed, overwrite=a.overwrite)
     print(f"wrote {out}")
@@ -113,7 +138,7 @@ def _print_clips(info: dict):
 
 def cmd_info(a):
     "`tda data info`: splits, counts and parameters of a dataset file (read in full with `--check`)."
-    file = resolve_path(a.file, must_exist=True, what='dataset file')
+    file = dataset_file(a.file)
     fmt = data_format(file)
     clips = fmt == CLIP_FORMAT
     info = moving_digits_info(file) if clips else mref_info(file)
@@ -182,9 +207,20 @@ def cmd_demo(a):
     "`tda demo`: see `demo`."
     demo(a.out, a.workers, progress=not a.quiet, epochs=a.epochs)
 
+# %% ../nbs/06_cli.ipynb #992351d9
+def cmd_tutorials(a):
+    "`tda tutorials DIR`: the front page and the tutorials, copied into DIR to open in JupyterLab."
+    from tda.notebooks import copy_tutorials
+    files = copy_tutorials(a.dir, overwrite=a.overwrite)
+    dest = files[0].parent
+    print(f"wrote {len(files)} notebooks into {dest}: {', '.join(str(f.relative_to(dest)) for f in files)}")
+    print(f"open them with: jupyter lab {shlex.quote(str(dest))}")
+
 # %% ../nbs/06_cli.ipynb #36901de2
+SLURM_OPTIONS = ('partition', 'gpus', 'cpus', 'mem', 'time', 'account', 'qos', 'sbatch')
+
 def cmd_sweep(a):
-    "`tda sweep`: run, list or collect the runs of a sweep, or show a notebook's parameters."
+    "`tda sweep`: run (here or as SLURM jobs), list, follow, cancel or collect a sweep's runs, or show a notebook."
     from tda.sweep import collect_sweep, find_notebook, format_parameters, load_sweep, plan_sweep, run_sweep, sweep_dir
     if a.show:
         print(format_parameters(find_notebook(a.show)))
@@ -194,20 +230,31 @@ def cmd_sweep(a):
     if a.collect:
         collect_sweep(sw, out=a.out, progress=True)
         return
+    if a.status or a.cancel:
+        from tda.slurm import cancel_sweep, print_status
+        if a.cancel: print(f"cancelled SLURM job(s): {', '.join(cancel_sweep(sw, sweep_dir(sw, a.out))) or 'none'}")
+        else: print_status(sw, sweep_dir(sw, a.out))
+        return
+    slurm = {k: getattr(a, k) for k in SLURM_OPTIONS if getattr(a, k) is not None}
+    if slurm and a.executor != 'slurm':
+        raise TdaError(f"--{', --'.join(slurm)} only apply to SLURM jobs: add --executor slurm.")
     if a.dry_run:
         root = sweep_dir(sw, a.out)
-        plan = plan_sweep(sw, root, a.retry_failed, a.overwrite)
-        todo, done = {r.id for r in plan['run']}, {r.id for r in plan['done']}
+        plan = plan_sweep(sw, root, a.retry_failed, a.overwrite, skip_queued=a.executor == 'slurm')
+        todo, done, queued = ({r.id for r in plan[k]} for k in ('run', 'done', 'queued'))
         for r in sw.expand():
-            what = 'run' if r.id in todo else 'finished' if r.id in done else 'failed (skipped)'
+            what = ('run' if r.id in todo else 'finished' if r.id in done else 'queued (skipped)' if r.id in queued
+                    else 'failed (skipped)')
             print(f"{what:17s} {root/r.id}  {json.dumps(r.params)}")
         return
     try: rep = run_sweep(sw, jobs=a.jobs, retry_failed=a.retry_failed, overwrite=a.overwrite, out=a.out,
-                         progress=not a.quiet)
+                         progress=not a.quiet, executor=a.executor, slurm=slurm, wait=a.wait)
     except KeyboardInterrupt:
-        print("tda: sweep interrupted; the runs it stopped have no status.json and run again next time",
-              file=sys.stderr)
+        if a.executor == 'local':
+            print("tda: sweep interrupted; the runs it stopped have no status.json and run again next time",
+                  file=sys.stderr)
         sys.exit(130)
+    if rep.get('executor') == 'slurm' and not a.wait: return  # submitted: `--status` follows them
     failed = rep['failed'] + rep['skipped_failed']
     print(f"sweep {sw.name}: {len(rep['done'])} finished ({len(rep['ran']) - len(rep['failed'])} now), "
           f"{len(failed)} failed -> {rep['dir']}")
@@ -217,6 +264,17 @@ def cmd_sweep(a):
         sys.exit(1)
 
 # %% ../nbs/06_cli.ipynb #7377b7d2
+def _whole(lo: int, hi: int):
+    "An argparse type: a whole number from `lo` to `hi` (so a bad value is one usage error, never a traceback)."
+    def whole_number(s: str) -> int:
+        try: v = int(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+        if not lo <= v <= hi: raise argparse.ArgumentTypeError(f"{v} is not between {lo} and {hi}")
+        return v
+    return whole_number
+
+_COUNT, _SEED = _whole(1, 2**31 - 1), _whole(0, 2**63 - 1)  # NumPy seeds are >= 0; files keep them as int64
+
 def build_parser() -> argparse.ArgumentParser:
     "The `tda` command line: its commands, options and help."
     p = argparse.ArgumentParser(prog='tda', description='Top-down attention in convolutional networks.')
@@ -226,8 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description='Generate the three smoke datasets (seed 1), test the shipped weights on them, '
                        'train HAttNet-CTX for a few epochs on the CPU and write the Table 1 reports into a new folder.')
     d.add_argument('--out', help='output folder (default: <runs_dir>/demo-<time>)')
-    d.add_argument('--workers', type=int, help='generator processes (default: all cores)')
-    d.add_argument('--epochs', type=int, default=DEMO_EPOCHS, help=f'training epochs per model (default {DEMO_EPOCHS})')
+    d.add_argument('--workers', type=_COUNT, help='generator processes (default: all cores)')
+    d.add_argument('--epochs', type=_COUNT, default=DEMO_EPOCHS,
+                   help=f'training epochs per model (default {DEMO_EPOCHS})')
     d.add_argument('--quiet', action='store_true', help='no progress bars')
     d.set_defaults(func=cmd_demo)
     t = sub.add_parser('train', help='train a model from a config file', description=
@@ -244,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                        'into <runs_dir>/<sweep>/<run-id>/, then collect every run\'s summary.json into one table '
                        'and figure.')
     w.add_argument('sweep', nargs='?', help='a shipped sweep by name (e.g. table1_seeds) or a sweep YAML file')
-    w.add_argument('--jobs', type=int, default=1,
+    w.add_argument('--jobs', type=_COUNT, default=1,
                    help='runs at once (default 1); with GPUs each job gets its own device')
     w.add_argument('--retry-failed', action='store_true', help='run the failed runs again')
     w.add_argument('--overwrite', action='store_true', help='run every run again, finished ones included')
@@ -255,6 +314,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "notebook (a shipped one by name, e.g. mref_table1, or a .ipynb file) and exit")
     w.add_argument('--out', help='sweep folder (default: <runs_dir>/<sweep name>)')
     w.add_argument('--quiet', action='store_true', help='no progress bar')
+    c = w.add_argument_group('on a SLURM cluster', "each run a task of a job array (the sweep file's slurm: section "
+                             "gives the resources; these options override it)")
+    c.add_argument('--executor', choices=('local', 'slurm'), default='local',
+                   help='local: runs here, --jobs at a time (default); slurm: submit them as SLURM jobs')
+    c.add_argument('--status', action='store_true', help="every run's state: done, failed (with the error), "
+                   "pending, running, cancelled, timed out")
+    c.add_argument('--cancel', action='store_true', help="cancel the sweep's pending and running SLURM jobs")
+    c.add_argument('--wait', action='store_true', help='wait for the jobs, report each run as it ends, then collect')
+    c.add_argument('--partition', help='SLURM partition')
+    c.add_argument('--gpus', type=int, help='GPUs per run')
+    c.add_argument('--cpus', type=int, help='CPUs per run')
+    c.add_argument('--mem', help='memory per run, e.g. 32G')
+    c.add_argument('--time', help='time limit per run: minutes, or HH:MM:SS')
+    c.add_argument('--account', help='SLURM account to charge')
+    c.add_argument('--qos', help='SLURM quality of service')
+    c.add_argument('--sbatch', action='append', metavar='OPTION', help='another sbatch option, e.g. '
+                   '--sbatch=--constraint=a100 (repeat for more)')
     w.set_defaults(func=cmd_sweep)
     data = sub.add_parser('data', help='MNIST Reference datasets (and moving-digit clips)', description=
                           'Generate, describe, check and look at MNIST Reference (and moving-digit) dataset files.')
@@ -266,27 +342,40 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('recipe', nargs='?', help='a shipped recipe by name (e.g. mref_paper) or a recipe YAML file')
     g.add_argument('--variant', choices=VARIANTS, help='mref | mdist | mbg (default mref)')
     g.add_argument('--size', choices=sorted(SIZES), help='images per split (default smoke)')
-    g.add_argument('--seed', type=int, help="the generator's seed (default: the recipe's, else 0; the default file "
+    g.add_argument('--seed', type=_SEED, help="the generator's seed (default: the recipe's, else 0; the default file "
                    "name gets _seed<N> for seeds other than 0)")
     g.add_argument('--out', help='output HDF5 file (default: <data_dir>/<variant>_<size>[_seed<N>].h5)')
     g.add_argument('--set', action='append', metavar='KEY=VALUE', help='any generator option, e.g. --set digits=[3,5]')
-    g.add_argument('--workers', type=int, help='processes (default: all cores)')
+    g.add_argument('--workers', type=_COUNT, help='processes (default: all cores)')
     g.add_argument('--overwrite', action='store_true', help='replace an existing file')
     g.add_argument('--quiet', action='store_true', help='no progress bar')
     g.set_defaults(func=cmd_generate)
-    i = data.add_parser('info', help='splits, counts and parameters of a dataset file (MREF or moving digits)')
-    i.add_argument('file', help='dataset file (a relative path: here if there, else in the data folder)')
+    i = data.add_parser('info', help='splits, counts and parameters of a dataset file (MREF or moving digits)',
+                        description='Describe an MNIST Reference or moving-digits file: splits, counts, parameters and '
+                        'how it was made, after the checks every reader makes; --check also reads every chunk.')
+    i.add_argument('file', help="dataset file (a relative path: here if there, else in the data folder), or a "
+                   "recipe's name (e.g. mref_smoke): the file it writes")
     i.add_argument('--json', action='store_true', help='print the description as JSON')
     i.add_argument('--check', action='store_true', help='also read every chunk and check every invariant')
     i.set_defaults(func=cmd_info)
-    s = data.add_parser('show', help='write a PNG grid of samples with query and answer')
-    s.add_argument('file', help='dataset file (a relative path: here if there, else in the data folder)')
+    s = data.add_parser('show', help='write a PNG grid of samples with query and answer', description=
+                        'Draw questions of a split of an MNIST Reference file, each image with its query and answer, '
+                        'into one PNG grid (like Figure 4 of the paper).')
+    s.add_argument('file', help="dataset file (a relative path: here if there, else in the data folder), or a "
+                   "recipe's name (e.g. mref_smoke): the file it writes")
     s.add_argument('--split', default='test', help='the split to draw from: train, val or test (default test)')
-    s.add_argument('-n', type=int, default=12, help='number of questions in the grid (default 12)')
-    s.add_argument('--seed', type=int, default=0, help='seed of the random choice of questions (default 0)')
+    s.add_argument('-n', type=_COUNT, default=12, help='number of questions in the grid (default 12)')
+    s.add_argument('--seed', type=_SEED, default=0, help='seed of the random choice of questions (default 0)')
     s.add_argument('--out', help='PNG path (default: beside FILE, <stem>_<split>.png)')
     s.add_argument('--overwrite', action='store_true', help='replace an existing PNG')
     s.set_defaults(func=cmd_show)
+    u = sub.add_parser('tutorials', help='copy the front page and the tutorials into a folder, for JupyterLab',
+                       description='Copy the front page (index.ipynb) and the tutorials (tutorials/*.ipynb) that ship '
+                       'with tda into DIR, then open them with `jupyter lab DIR` (pip install "tda-attention[lab]"). '
+                       'Links to the module notebooks point at the documentation site.')
+    u.add_argument('dir', metavar='DIR', help='the folder to copy them into (made if missing)')
+    u.add_argument('--overwrite', action='store_true', help='replace notebooks of the same name already in DIR')
+    u.set_defaults(func=cmd_tutorials)
     return p
 
 def _one_line(e: TdaError) -> str:

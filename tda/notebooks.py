@@ -1,4 +1,4 @@
-"""Experiment notebooks: find one by name, read its papermill parameters, and read the error papermill stopped on.
+"""Experiment notebooks by name, their parameters and errors; the tutorials, copied where a user works.
 
 Docs: https://tda-developers.github.io/tda/notebooks.html.md"""
 
@@ -8,13 +8,15 @@ Docs: https://tda-developers.github.io/tda/notebooks.html.md"""
 from __future__ import annotations
 
 import ast
+import posixpath
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from .core import TdaError, find_file, find_settings_file
+from .core import TdaError, atomic_path, find_file, find_settings_file, outside_nbs, shipped_root
 
 # %% auto #0
-__all__ = ['experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error']
+__all__ = ['experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error', 'docs_site',
+           'doc_page', 'shipped_tutorials', 'copy_tutorials']
 
 # %% ../nbs/06a_notebooks.ipynb #591f85ea
 def experiments_dir() -> Path | None:
@@ -66,3 +68,58 @@ def notebook_error(nb) -> dict | None:
                 return {'cell': i, 'execution_count': c.get('execution_count'), 'source': c.source,
                         'ename': o.get('ename'), 'evalue': o.get('evalue'), 'traceback': tb.splitlines()[-15:]}
     return None
+
+# %% ../nbs/06a_notebooks.ipynb #09de0962
+def docs_site() -> str:
+    """The address of tda's documentation site, ending in `/`: nbdev writes it (pyproject's `Documentation`) into every
+    module's docstring as `Docs: <site>core.html.md`, so an installed wheel knows it too; '' where it is missing."""
+    import tda.core
+    m = re.search(r'^Docs: (\S+/)core\.html\.md', tda.core.__doc__ or '', re.M)
+    return m.group(1) if m else ''
+
+def doc_page(rel: str) -> str:
+    "The docs page made from `nbs/<rel>`, as nbdev names it (`03_models.hattnet.ipynb`: `models.hattnet.html`)."
+    p = PurePosixPath(rel)
+    return p.with_name(re.sub(r'^\d+[a-zA-Z0-9]*_', '', p.name.lower())).with_suffix('.html').as_posix()
+
+_NB_LINK = re.compile(r'(\]\()([^)\s#]+\.ipynb)(#[^)\s]*)?\)')
+
+def _links_to_docs(md: str, folder: str, copied: set, site: str) -> str:
+    "Markdown `md` of a notebook in `nbs/<folder>`, its links to notebooks not `copied` pointing at their docs pages."
+    def sub(m):
+        target = posixpath.normpath(posixpath.join(folder, m.group(2)))
+        if not site or target in copied or target.startswith('..'): return m.group(0)
+        return f"{m.group(1)}{site}{doc_page(target)}{m.group(3) or ''})"
+    return _NB_LINK.sub(sub, md)
+
+# %% ../nbs/06a_notebooks.ipynb #e9aa9a14
+def shipped_tutorials() -> dict[str, Path]:
+    "The front page and the tutorials of this installation, by their path under `nbs/` (`tutorials/01_....ipynb`)."
+    root = shipped_root()
+    nbs = root/'nbs' if root is not None else None
+    files = [f for f in ([nbs/'index.ipynb', *sorted((nbs/'tutorials').glob('*.ipynb'))] if nbs else []) if f.is_file()]
+    if not files:
+        raise TdaError("this installation of tda carries no tutorials (tda/shipped/nbs/ is missing); install the "
+                       "package again from its wheel, or work in a checkout (nbs/tutorials/).")
+    return {f.relative_to(nbs).as_posix(): f for f in files}
+
+def copy_tutorials(dest, overwrite: bool = False) -> list[Path]:
+    """Copy the front page and the tutorials into the folder `dest` as laid out in `nbs/` (`index.ipynb`, `tutorials/`),
+    for JupyterLab; links to module notebooks point at the docs site. Nothing is replaced without `overwrite`."""
+    import nbformat
+    dest = outside_nbs(dest, 'tutorials folder')
+    if dest.exists() and not dest.is_dir(): raise TdaError(f"{dest} is a file; name a folder for the tutorials.")
+    files = shipped_tutorials()
+    if dest.is_relative_to(src := next(iter(files.values())).parent.resolve()):  # nbs/ of the checkout, or the wheel's
+        raise TdaError(f"{dest} is inside {src}, where tda's own notebooks lie; choose a folder of yours.")
+    if (there := [rel for rel in files if (dest/rel).exists()]) and not overwrite:
+        raise TdaError(f"{dest} already holds {', '.join(there)}; pass --overwrite (overwrite=True) to replace them "
+                       "with tda's copies, or choose another folder.")
+    site, out = docs_site(), []
+    for rel, src in files.items():
+        nb = nbformat.read(str(src), as_version=4)
+        for c in nb.cells:
+            if c.cell_type == 'markdown': c.source = _links_to_docs(c.source, posixpath.dirname(rel), set(files), site)
+        with atomic_path(dest/rel, overwrite=True) as tmp: nbformat.write(nb, str(tmp))
+        out.append(dest/rel)
+    return out

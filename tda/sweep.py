@@ -29,20 +29,20 @@ from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from .core import (TdaError, atomic_path, find_file, get_settings, outside_nbs, read_yaml, resolve_path, run_record,
-                      write_json)
+                      write_json, writer_lock)
 from .notebooks import experiments_dir, find_notebook, format_parameters, notebook_error, notebook_parameters
 
 # %% auto #0
 __all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SweepRun', 'run_id', 'Sweep', 'check_sweep', 'load_sweep', 'sweep_dir', 'run_state',
-           'visible_gpus', 'slot_environment', 'plan_sweep', 'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep',
-           'collect_sweep', 'experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters',
-           'notebook_error']
+           'visible_gpus', 'slot_environment', 'prepare_run', 'papermill_command', 'finish_run', 'plan_sweep',
+           'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep', 'collect_sweep', 'experiments_dir',
+           'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error']
 
 # %% ../nbs/07_sweep.ipynb #6d4b32db
 _all_ = ['experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error']
 
 # %% ../nbs/07_sweep.ipynb #3f02e8db
-SWEEP_KEYS = ('name', 'notebook', 'parameters', 'grid', 'runs', 'collect', 'output_parameter')
+SWEEP_KEYS = ('name', 'notebook', 'parameters', 'grid', 'runs', 'collect', 'output_parameter', 'slurm')
 COLLECT_KEYS = ('metrics', 'over')
 
 @dataclass
@@ -78,6 +78,7 @@ class Sweep:
     collect: dict = field(default_factory=dict)
     output_parameter: str | None = 'output_dir'
     source: Path | None = None
+    slurm: dict = field(default_factory=dict)  # SLURM resources of each run (see tda.slurm)
 
     def expand(self) -> list[SweepRun]:
         "Every run: each entry of `runs` (or one empty entry) crossed with every combination of the grid."
@@ -102,7 +103,7 @@ def _type_problem(name, value, default) -> str | None:
 
 def check_sweep(sw: Sweep) -> list[SweepRun]:
     "Check `sw` against its notebook; its runs, or one `TdaError` naming every problem and the fix."
-    for k in ('parameters', 'grid', 'collect'):
+    for k in ('parameters', 'grid', 'collect', 'slurm'):
         if not isinstance(getattr(sw, k), dict):
             raise TdaError(f"sweep {sw.name}: `{k}` must be a mapping of name: value.")
     if not isinstance(sw.runs, list) or not all(isinstance(r, dict) and r for r in sw.runs):
@@ -123,6 +124,10 @@ def check_sweep(sw: Sweep) -> list[SweepRun]:
     if set(sw.collect) - set(COLLECT_KEYS):
         raise TdaError(f"sweep {sw.name}: unknown `collect` keys {sorted(set(sw.collect) - set(COLLECT_KEYS))}; "
                        f"known: {', '.join(COLLECT_KEYS)}.")
+    if sw.slurm:  # checked here too, so that a mistake shows before anything runs, whatever the executor
+        from tda.slurm import slurm_options
+        try: slurm_options(sw.slurm)
+        except TdaError as e: raise TdaError(f"sweep {sw.name}: {e}") from None
     ps = notebook_parameters(sw.notebook)
     runs = sw.expand()
     named = {k for r in runs for k in r.params}
@@ -214,6 +219,38 @@ def _describe(err: dict) -> str:
     return f"{err.get('ename')}: {err.get('evalue')}{where}"
 
 # %% ../nbs/07_sweep.ipynb #cb33a138
+def prepare_run(sw: Sweep, d: Path, run: SweepRun, env: dict, executor: str = 'local', keep=()) -> Path:
+    "Make the folder `d` of `run` afresh (but the files named in `keep`): its parameters and its run record."
+    if d.exists():
+        for p in d.iterdir():
+            if p.name in keep: continue
+            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+            else: p.unlink()
+    (d/'output').mkdir(parents=True)
+    params = dict(run.params)
+    if sw.output_parameter: params[sw.output_parameter] = str(d/'output')
+    (d/'parameters.yaml').write_text(yaml.safe_dump(_jsonable(params), sort_keys=False))
+    config = {'sweep': sw.name, 'run_id': run.id, 'notebook': str(sw.notebook), 'parameters': _jsonable(run.params),
+              'naming': _jsonable(run.naming), 'output_parameter': sw.output_parameter, 'environment': env}
+    write_json(d/'run.json', run_record(config, seed=run.params.get('seed'), executor=executor))
+    return d
+
+def papermill_command(sw: Sweep, d: Path) -> list[str]:
+    "The papermill command that runs the notebook of `sw` into run folder `d`."
+    return [sys.executable, '-m', 'papermill', str(sw.notebook), str(d/'notebook.ipynb'), '-f',
+            str(d/'parameters.yaml'), '--cwd', str(d), '--no-progress-bar', '--stdout-file', str(d/'stdout.txt'),
+            '--stderr-file', str(d/'stderr.txt')]
+
+def finish_run(d: Path, rc: int, started: str, t0: float, env: dict) -> dict:
+    "Write `status.json` of run folder `d`: done, or failed with the notebook's failing cell (else papermill's log)."
+    status = {'status': 'done' if rc == 0 else 'failed', 'returncode': rc, 'started': started,
+              'wall_seconds': round(time.time() - t0, 1), 'environment': env}
+    if rc:
+        log_tail = (d/'papermill.log').read_text(errors='replace').strip().splitlines()[-5:]
+        status['error'] = notebook_error(d/'notebook.ipynb') or {'ename': 'papermill', 'evalue': ' / '.join(log_tail)}
+    write_json(d/'status.json', status)
+    return status
+
 class _Runner:
     "Runs the papermill processes of one sweep invocation and stops them all on an interrupt."
     def __init__(self, sw: Sweep, root: Path, jobs: int, devices: list[str]):
@@ -228,20 +265,12 @@ class _Runner:
         finally: self.slots.put(slot)
 
     def execute(self, run: SweepRun, env: dict) -> dict:
-        d = self.root/run.id
-        if d.exists(): shutil.rmtree(d)
-        (d/'output').mkdir(parents=True)
-        params = dict(run.params)
-        if self.sw.output_parameter: params[self.sw.output_parameter] = str(d/'output')
-        (d/'parameters.yaml').write_text(yaml.safe_dump(_jsonable(params), sort_keys=False))
-        config = {'sweep': self.sw.name, 'run_id': run.id, 'notebook': str(self.sw.notebook),
-                  'parameters': _jsonable(run.params),
-                  'naming': _jsonable(run.naming), 'output_parameter': self.sw.output_parameter, 'environment': env}
-        write_json(d/'run.json', run_record(config, seed=run.params.get('seed')))
-        cmd = [sys.executable, '-m', 'papermill', str(self.sw.notebook), str(d/'notebook.ipynb'), '-f',
-               str(d/'parameters.yaml'),
-               '--cwd', str(d), '--no-progress-bar', '--stdout-file', str(d/'stdout.txt'), '--stderr-file',
-               str(d/'stderr.txt')]
+        "Run `run` in its folder, holding the folder's lock the whole time (one writer per run folder)."
+        with writer_lock(self.root/run.id, 'sweep run'): return self._execute(run, env)
+
+    def _execute(self, run: SweepRun, env: dict) -> dict:
+        d = prepare_run(self.sw, self.root/run.id, run, env)
+        cmd = papermill_command(self.sw, d)
         t0, started = time.time(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')
         if self.stopping.is_set(): return {'status': 'interrupted'}
         with open(d/'papermill.log', 'w') as log:
@@ -251,14 +280,7 @@ class _Runner:
             rc = p.wait()
             with self.lock: self.procs.discard(p)
         if self.stopping.is_set(): return {'status': 'interrupted'}  # no status.json: the next invocation runs it again
-        status = {'status': 'done' if rc == 0 else 'failed', 'returncode': rc, 'started': started,
-                  'wall_seconds': round(time.time() - t0, 1), 'environment': env}
-        if rc:
-            log_tail = (d/'papermill.log').read_text(errors='replace').strip().splitlines()[-5:]
-            status['error'] = notebook_error(d/'notebook.ipynb') or {'ename': 'papermill',
-                                                                     'evalue': ' / '.join(log_tail)}
-        write_json(d/'status.json', status)
-        return status
+        return finish_run(d, rc, started, t0, env)
 
     def stop(self):
         self.stopping.set()
@@ -266,14 +288,28 @@ class _Runner:
             for p in self.procs: p.terminate()
 
 # %% ../nbs/07_sweep.ipynb #24822db7
-def plan_sweep(sw: Sweep, root: Path, retry_failed: bool = False, overwrite: bool = False) -> dict:
-    "What an invocation does with each run of `sw`: {'run', 'done', 'failed', 'incomplete'} (`load_sweep` checked)."
+def _queued_on_slurm(root: Path, runs: list[SweepRun]) -> dict:
+    "Run id -> SLURM job id of the runs whose job is pending or running (asked of SLURM only if a run has a job)."
+    if not any((root/r.id/'job.json').is_file() for r in runs): return {}
+    from tda.slurm import active_jobs
+    return active_jobs(root, [r.id for r in runs])
+
+def plan_sweep(sw: Sweep, root: Path, retry_failed: bool = False, overwrite: bool = False,
+               skip_queued: bool = False) -> dict:
+    """What an invocation does with each run of `sw`: {'run', 'done', 'failed', 'incomplete', 'queued'} (`load_sweep`
+    checked). A run whose SLURM job is pending or running is 'queued' with `skip_queued`, else an error."""
     runs = sw.expand()
-    plan = {'run': [], 'done': [], 'failed': [], 'incomplete': []}
+    plan = {'run': [], 'done': [], 'failed': [], 'incomplete': [], 'queued': []}
     changed, busy = [], []
+    queued = _queued_on_slurm(root, runs)
     for r in runs:
         d = root/r.id
         state = run_state(d)
+        if state == 'incomplete' and r.id in queued:
+            if skip_queued:
+                plan['queued'].append(r)
+                continue
+            busy.append(f"{r.id} (SLURM job {queued[r.id]})")
         if state == 'incomplete' and (pid := _alive(d)): busy.append(f"{r.id} (pid {pid})")
         if state in ('done', 'failed') and not overwrite:
             old = json.loads((d/'run.json').read_text())['config']['parameters']
@@ -288,7 +324,7 @@ def plan_sweep(sw: Sweep, root: Path, retry_failed: bool = False, overwrite: boo
             if state == 'incomplete': plan['incomplete'].append(r)
     if busy:
         raise TdaError(f"runs {busy} of sweep {sw.name} are still running from an earlier invocation; wait for them "
-                       f"or stop them.")
+                       f"or stop them{' (tda sweep --cancel)' if queued else ''}.")
     if changed:
         raise TdaError(f"{len(changed)} finished run(s) in {root} were made with other parameters than the sweep now "
                        f"gives: "
@@ -298,26 +334,33 @@ def plan_sweep(sw: Sweep, root: Path, retry_failed: bool = False, overwrite: boo
     return plan
 
 def run_sweep(sweep, jobs: int = 1, retry_failed: bool = False, overwrite: bool = False, out=None,
-              devices: list[str] | None = None, progress: bool = True, collect: bool = True) -> dict:
-    """Run every unfinished run of `sweep` (a `Sweep` or a sweep file) with papermill, `jobs` at a time.
+              devices: list[str] | None = None, progress: bool = True, collect: bool = True,
+              executor: str = 'local', slurm: dict | None = None, wait: bool = False) -> dict:
+    """Run every unfinished run of `sweep` (a `Sweep` or a sweep file) with papermill, `jobs` at a time; with
+    `executor='slurm'`, submit them as SLURM jobs (resources: the sweep's `slurm:` section, then `slurm`) and, with
+    `wait`, wait for them (see `tda.slurm.submit_sweep`).
 
     Returns {'dir', 'done', 'failed', 'skipped', 'rerun', 'interrupted'} (lists of run ids); with `collect`, the
     finished runs' summaries are then gathered (see `collect_sweep`)."""
     if isinstance(sweep, Sweep): check_sweep(sweep)
     sw = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)  # a file is checked as it is read
     if jobs < 1: raise TdaError(f"jobs must be at least 1, not {jobs}.")
+    if executor not in ('local', 'slurm'): raise TdaError(f"executor must be 'local' or 'slurm', not {executor!r}.")
     root = sweep_dir(sw, out)
     root.mkdir(parents=True, exist_ok=True)
     try: lock = FileLock(str(root/'.sweep.lock'), timeout=0).acquire()
     except Timeout: raise TdaError(f"another `tda sweep` is running in {root}; wait for it to end.") from None
     with lock:
-        plan = plan_sweep(sw, root, retry_failed, overwrite)
+        plan = plan_sweep(sw, root, retry_failed, overwrite, skip_queued=executor == 'slurm')
         runs = sw.expand()
         write_json(root/'sweep.json', {**sw.to_dict(), 'run_ids': [r.id for r in runs]})
         devices = visible_gpus() if devices is None else list(devices)
         report = {'dir': str(root), 'done': [r.id for r in plan['done']], 'failed': [],
                   'skipped_failed': [r.id for r in plan['failed']],
                   'rerun': [r.id for r in plan['incomplete']], 'ran': [], 'interrupted': False}
+        if executor == 'slurm':
+            from tda.slurm import submit_sweep
+            return submit_sweep(sw, root, plan, report, slurm, wait=wait, collect=collect, progress=progress)
         n_inc = len(plan['incomplete'])
         if progress:
             print(f"sweep {sw.name}: {len(runs)} runs, {len(plan['done'])} finished, {len(plan['failed'])} failed "

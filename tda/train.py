@@ -7,14 +7,21 @@ Docs: https://tda-developers.github.io/tda/train.html.md"""
 # %% ../nbs/04d_train.ipynb #0dc96009
 from __future__ import annotations
 
+import contextlib
 import csv
 import ctypes
+import datetime as _dt
 import hashlib
 import io
 import json
 import math
+import os
+import re
 import shutil
+import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,13 +29,13 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
-from torch.utils.data import DataLoader, Dataset
+from accelerate.utils import broadcast_object_list, set_seed
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .core import (LOSSES, TdaError, atomic_path, get_settings, remove_stale_temporaries,
-                      resolve_path, run_record, temporary_owner, write_json)
+                      resolve_path, run_record, temporary_owner, write_json, writer_lock)
 from .data import create_dataset
 from .losses import cross_entropy, decode_heatmaps, gaussian_heatmaps, heatmap_mse, model_loss
 from .metric_sets import (ClassificationMetrics, DetectionMetrics, KeypointMetrics, MREFMetrics, PerSampleMetrics,
@@ -38,10 +45,11 @@ from .models.outputs import as_outputs
 from .train_config import _OPTIMIZERS, PRESETS, TrainConfig, log_trackers, lr_at
 
 # %% auto #0
-__all__ = ['evaluate', 'load_best', 'run_dir', 'resolve_data', 'data_identity', 'config_diff', 'cache_cpu_memory',
-           'NonFiniteLoss', 'data_loader', 'train', 'PRESETS', 'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy',
-           'model_loss', 'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'PerSampleMetrics',
-           'ClassificationMetrics', 'MREFMetrics', 'DetectionMetrics', 'KeypointMetrics', 'metric_set']
+__all__ = ['REQUEUE_SIGNAL', 'evaluate', 'load_best', 'run_dir', 'resolve_data', 'data_identity', 'config_diff',
+           'cache_cpu_memory', 'slurm_process_env', 'Requeued', 'Preemption', 'resume_after_requeue', 'NonFiniteLoss',
+           'data_loader', 'train', 'PRESETS', 'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy', 'model_loss',
+           'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'PerSampleMetrics', 'ClassificationMetrics',
+           'MREFMetrics', 'DetectionMetrics', 'KeypointMetrics', 'metric_set']
 
 # %% ../nbs/04d_train.ipynb #dc2e1a3b
 _all_ = ['PRESETS', 'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy', 'model_loss', 'gaussian_heatmaps',
@@ -114,6 +122,36 @@ def config_diff(old: dict, new: dict, ignore=()) -> list[str]:
     "Fields whose values differ; a field added to TrainConfig after `old` was written is not compared."
     return sorted(k for k in new if k not in ignore and k in old and old[k] != new[k])
 
+def _changed(old: dict, new: dict) -> list[str]:
+    """The keys of a data identity that differ between a run's checkpoint (`old`) and the data now (`new`). Only the
+    keys both have are compared: a checkpoint written before a key was added (`images_sha256`) still resumes."""
+    common = set(old) & set(new)
+    return sorted(k for k in common if old[k] != new[k]) if common else sorted(set(old) | set(new))
+
+def _unstarted(out: Path) -> bool:
+    "Whether `out` holds a training run killed before its first checkpoint: its run.json, no checkpoint, no result."
+    return _is_training_run(out) and not (out/'checkpoints'/'last.pt').exists() and not (out/'results.json').exists()
+
+def _clear(out: Path):
+    "Remove the run folder `out` to start it again; one error if the file system refuses."
+    try: shutil.rmtree(out)
+    except OSError as e:
+        raise TdaError(f"cannot clear {out} to start the run again: {e.strerror} ({e.filename}); make it writable for "
+                       f"this user, or choose another out_dir.") from None
+
+@contextlib.contextmanager
+def _lock_run(out: Path, accelerator):
+    """Hold the run folder's lock (`tda.core.writer_lock`) for the whole run; the main process holds it, and a refusal
+    reaches every process of a launch, so all stop before anything is written."""
+    with contextlib.ExitStack() as held:
+        refused = None
+        if accelerator.is_main_process:
+            try: held.enter_context(writer_lock(out, 'run folder'))
+            except TdaError as e: refused = str(e)
+        if accelerator.num_processes > 1: refused = broadcast_object_list([refused])[0]
+        if refused: raise TdaError(refused)
+        yield
+
 _RESUMABLE = {'epochs', 'progress', 'num_workers', 'out_dir', 'patience', 'log_with'}  # may change when resuming
 
 def _is_training_run(out: Path) -> bool:
@@ -126,6 +164,11 @@ def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, ide
                  accelerator) -> tuple[dict, dict] | None:
     "Check the run folder; returns the last checkpoint (record, tensors) when resuming."
     if out.exists() and not out.is_dir(): raise TdaError(f"out_dir {out} is a file; choose a folder.")
+    if _unstarted(out):  # killed before its first checkpoint: nothing to resume, nothing to keep
+        if accelerator.is_main_process:
+            print(f"tda: {out} holds a run killed before its first checkpoint (no checkpoint, no result); starting it "
+                  f"again from scratch", file=sys.stderr)
+        resume, overwrite = False, True
     last = out/'checkpoints'/'last.pt'
     if resume:
         if not last.exists():
@@ -135,7 +178,7 @@ def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, ide
         if diff:
             raise TdaError(f"cannot resume {out}: the config differs in {diff}; use the same config, or another "
                            f"out_dir.")
-        changed = sorted(k for k in set(rec['data']) | set(identity) if rec['data'].get(k) != identity.get(k))
+        changed = _changed(rec['data'], identity)
         if changed:
             raise TdaError(f"cannot resume {out}: its data changed since the run started ({', '.join(changed)} differ: "
                            f"{cfg.data} is not the file it trained on); restore that file, or start again with "
@@ -152,7 +195,7 @@ def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, ide
             raise TdaError(f"{out} does not look like a tda run folder (no run.json of a training run in it); "
                            f"refusing to delete it: choose another out_dir.")
         accelerator.wait_for_everyone()
-        if accelerator.is_main_process: shutil.rmtree(out)
+        if accelerator.is_main_process: _clear(out)
     accelerator.wait_for_everyone()
     return None
 
@@ -164,6 +207,126 @@ def cache_cpu_memory() -> bool:
     except OSError: return False  # another C library (musl): left as it is
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+# %% ../nbs/04d_train.ipynb #a6fc3369
+def _first_host(nodelist: str) -> str:
+    "The first host of a SLURM node list (`node[03-05,9],gpu1` -> `node03`): by `scontrol`, else read here."
+    try:
+        r = subprocess.run(['scontrol', 'show', 'hostnames', nodelist], capture_output=True, text=True, timeout=30)
+        if r.returncode == 0 and r.stdout.split(): return r.stdout.split()[0]
+    except (OSError, subprocess.SubprocessError): pass
+    m = re.match(r'([^,\[]*)(?:\[([^\],-]+))?', nodelist)
+    return m.group(1) + (m.group(2) or '')
+
+def _tasks_on_node(per_node: str, node: int) -> int:
+    "Tasks on node `node` from SLURM's count list: `2(x3),1` is 2 on each of three nodes, then 1."
+    counts = []
+    for part in per_node.split(','):
+        m = re.fullmatch(r'(\d+)(?:\(x(\d+)\))?', part.strip())
+        if m: counts += [int(m.group(1))] * int(m.group(2) or 1)
+    return counts[node] if node < len(counts) else 1
+
+def slurm_process_env(environ=None) -> dict:
+    """The variables Accelerate forms its process group from (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+    MASTER_ADDR, MASTER_PORT), made from those `srun` gives each of its tasks; {} outside a step of several tasks, or
+    where a launcher (accelerate launch, torchrun) has set them already."""
+    e = os.environ if environ is None else environ
+    try: n = int(e.get('SLURM_STEP_NUM_TASKS') or 1)
+    except ValueError: return {}
+    if n < 2 or 'RANK' in e or 'SLURM_PROCID' not in e: return {}
+    ids = [int(x) if str(x).isdigit() else 0 for x in (e.get('SLURM_JOB_ID'), e.get('SLURM_STEP_ID'))]
+    # every task of the step computes the same port (the job's and step's ids), unless the user chose one
+    port = e.get('MASTER_PORT') or str(20000 + (ids[0] * 16 + ids[1]) % 20000)
+    return {'RANK': e['SLURM_PROCID'], 'WORLD_SIZE': str(n), 'LOCAL_RANK': e.get('SLURM_LOCALID', '0'),
+            'LOCAL_WORLD_SIZE': str(_tasks_on_node(e.get('SLURM_STEP_TASKS_PER_NODE', str(n)),
+                                                   int(e.get('SLURM_NODEID') or 0))),
+            'MASTER_ADDR': e.get('MASTER_ADDR') or _first_host(e.get('SLURM_STEP_NODELIST', 'localhost')),
+            'MASTER_PORT': port}
+
+# %% ../nbs/04d_train.ipynb #dc10c0f1
+REQUEUE_SIGNAL = signal.SIGUSR1  # what `--signal=USR1@<seconds>` sends before a time limit or a preemption
+
+class Requeued(TdaError):
+    "SLURM's warning signal stopped the run between two steps; the job was requeued to resume from its last epoch."
+
+class Preemption:
+    """SLURM's warning signal caught between training steps: the epoch in progress is abandoned, the job requeued,
+    and the requeued job resumes from the last checkpoint (see `resume_after_requeue`). Armed only in a SLURM job."""
+    def __init__(self, out, acc: Accelerator, job: str | None = None):
+        self.out, self.acc, self.job = Path(out), acc, job or os.environ.get('SLURM_JOB_ID')
+        self.caught, self.armed, self.epoch, self._previous = False, False, 0, None
+
+    def _catch(self, signum, frame):
+        self.caught = True
+        print(f"tda: {signal.Signals(signum).name} from SLURM: stopping at the next step to requeue the job",
+              file=sys.stderr, flush=True)
+
+    def disarm(self):
+        "Give the signal back its earlier handler."
+        if self.armed: signal.signal(REQUEUE_SIGNAL, self._previous)
+        self.armed = False
+
+    def stop(self) -> bool:
+        "Whether a process caught the signal (every process asks at the same step, so all stop at the same one)."
+        if self.acc.num_processes == 1: return self.caught
+        return self.acc.reduce(torch.tensor(float(self.caught), device=self.acc.device), 'sum').item() > 0
+
+    def epochs(self, epochs):
+        "The loop's epochs, with the signal caught while they run; after the last, the handler stays until `disarm`."
+        if self.job is None or threading.current_thread() is not threading.main_thread():
+            yield from epochs
+            return
+        self._previous, self.armed = signal.signal(REQUEUE_SIGNAL, self._catch), True
+        try:
+            for self.epoch in epochs:
+                if self.stop(): self.requeue()
+                yield self.epoch
+                self.epoch += 1
+            if self.stop(): self.requeue()  # caught during the last epoch's validation: the test waits
+        except BaseException:
+            self.disarm()
+            raise
+
+    def steps(self, batches):
+        "The batches of the epoch; the loop stops at a step boundary once the signal came."
+        for b in batches:
+            if self.armed and self.stop(): self.requeue()
+            yield b
+
+    def requeue(self):
+        "Record the stop, put the job back in the queue, and end the run with `Requeued`."
+        last, job = self.out/'checkpoints'/'last.pt', self.job
+        then = f"resumes at epoch {self.epoch + 1} from {last}" if last.exists() else "starts the run again"
+        err = None
+        if self.acc.is_main_process:
+            write_json(self.out/'requeue.json', {
+                'job_id': job, 'signal': REQUEUE_SIGNAL.name, 'abandoned_epoch': self.epoch + 1,
+                'restarts': int(os.environ.get('SLURM_RESTART_COUNT') or 0),
+                'time': _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')})
+            try: r = subprocess.run(['scontrol', 'requeue', job], capture_output=True, text=True, timeout=60)
+            except (OSError, subprocess.SubprocessError) as e: err = str(e)
+            else: err = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1] if r.returncode else None
+            if err: (self.out/'requeue.json').unlink(missing_ok=True)
+        self.acc.wait_for_everyone()
+        self.disarm()
+        if err:
+            raise Requeued(f"SLURM's warning signal stopped {self.out} in epoch {self.epoch + 1}; job {job} could not "
+                           f"be requeued ({err}): continue it with `tda train CONFIG --resume`.")
+        raise Requeued(f"SLURM's warning signal stopped {self.out} in epoch {self.epoch + 1}; job {job} is requeued "
+                       f"and {then}.")
+
+def resume_after_requeue(out, resume: bool, overwrite: bool) -> tuple[bool, bool]:
+    """(resume, overwrite) for run folder `out`: in the job that requeued itself from it (`requeue.json` names this
+    SLURM job, started again), resume, or start again where no epoch had finished; else as given."""
+    job = os.environ.get('SLURM_JOB_ID')
+    if not job or resume or overwrite or not int(os.environ.get('SLURM_RESTART_COUNT') or 0): return resume, overwrite
+    try: rec = json.loads((Path(out)/'requeue.json').read_text())
+    except (OSError, ValueError): return resume, overwrite
+    if not isinstance(rec, dict) or str(rec.get('job_id')) != job: return resume, overwrite
+    has_epoch = (Path(out)/'checkpoints'/'last.pt').exists()
+    if os.environ.get('SLURM_PROCID', '0') == '0':
+        print(f"tda: job {job} was requeued: {'resuming' if has_epoch else 'starting again'} {out}", file=sys.stderr)
+    return has_epoch, not has_epoch
 
 # %% ../nbs/04d_train.ipynb #5f4e691d
 class NonFiniteLoss(TdaError):
@@ -191,10 +354,44 @@ def data_loader(ds, batch_size, train, cfg):
     return DataLoader(ds, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
                       drop_last=train, **kw)
 
+def _check_data(cfg: TrainConfig, ds: dict, data: Path):
+    """The data checked whole before the first step: no split is empty, and it is the variant the config names (each
+    split's tables were checked when it was opened, see `tda.data.files.open_mref`)."""
+    if empty := [s for s, d in ds.items() if len(d) == 0]:
+        raise TdaError(f"{data} has no samples in its {' and '.join(empty)} split; training needs all three: make the "
+                       f"file again with samples in every split.")
+    got = getattr(ds['train'], 'variant', None)
+    if cfg.variant is not None and got != cfg.variant:
+        have = f"{str(got).upper()} data" if got else f"{cfg.dataset} data, which has no variant"
+        raise TdaError(f"{data} holds {have}, but the config expects variant {cfg.variant!r}; give the "
+                       f"{cfg.variant} file as data, or change variant.")
+
+def _dry_run(cfg: TrainConfig, ds, model):
+    """One forward pass and loss on a two-sample batch before anything is written: config fields that do not fit the
+    model (inputs, target, loss_args, model_args) fail here, in one line. The model's buffers (batch-norm statistics)
+    and the random state are left as they were."""
+    idx = list(range(min(2, len(ds))))
+    batch = ds.batch(idx) if hasattr(ds, 'batch') else default_collate([ds[i] for i in idx])
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            out = as_outputs(model(*[batch[k] for k in cfg.inputs]))
+            LOSSES.get(cfg.loss)(out, batch, target=cfg.target, **cfg.loss_args).mean()
+    except TdaError: raise
+    except Exception as e:
+        msg = ' '.join(str(e).split())[:300]
+        raise TdaError(f"the config does not fit the model: {cfg.model} on a two-sample batch of inputs {cfg.inputs}, "
+                       f"target {cfg.target!r} and loss {cfg.loss!r} failed ({type(e).__name__}: {msg}); fix inputs, "
+                       f"target, loss_args or model_args.") from None
+    finally:
+        with torch.no_grad():
+            for n, b in model.named_buffers(): b.copy_(buffers[n])
+
 def _build(cfg: TrainConfig):
     "The datasets and the model of `cfg`, checked against each other; nothing is written yet."
     data = resolve_data(cfg.data)
     ds = {s: create_dataset(cfg.dataset, data, s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
+    _check_data(cfg, ds, data)
     model_args = dict(cfg.model_args)
     # a classification set
     if hasattr(ds['train'], 'classes'): model_args.setdefault('num_classes', len(ds['train'].classes))
@@ -206,6 +403,7 @@ def _build(cfg: TrainConfig):
         raise TdaError(f"the {cfg.dataset} batches have no {missing}; inputs and target must be among {sorted(item)}.")
     LOSSES.get(cfg.loss)
     metric_set(cfg, validation=True)
+    _dry_run(cfg, ds['train'], model)
     return data, ds, model, model_args
 
 def _optimizer(cfg: TrainConfig, model):
@@ -225,7 +423,12 @@ def _scalars(d: dict) -> dict:
     return {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in d.items()}
 
 def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = False) -> dict:
-    "Train and test one model as `config` says; returns the results (also written to the run folder)."
+    """Train and test one model as `config` says; returns the results (also written to the run folder). The run folder
+    is locked for the whole run (one writer at a time, see `tda.core.writer_lock`)."""
+    with contextlib.ExitStack() as held: return _train(config, resume, overwrite, held)
+
+def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) -> dict:
+    "`train`, with the run folder's lock entered into `held` before anything is written."
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     t_start = time.time()
     on_gpu = torch.cuda.is_available() and not cfg.cpu
@@ -234,6 +437,7 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
         raise TdaError("mixed_precision 'fp16' needs a GPU; use 'bf16' on the CPU, 'auto', or 'no'.")
     AcceleratorState._reset_state()  # a notebook may train several runs with different precision in one process
     out, trackers = run_dir(cfg), log_trackers(cfg.log_with)
+    os.environ.update(slurm_process_env())  # a task of `srun --ntasks N`: its rank in Accelerate's process group
     # without CUDA, `cpu=True` is what makes Accelerate join the processes of a launch on the CPU (gloo)
     acc = Accelerator(mixed_precision=precision, cpu=not on_gpu, dynamo_backend='inductor' if cfg.compile else 'no',
                       dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
@@ -247,7 +451,8 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
     set_seed(cfg.seed)
     data, ds, model, model_args = _build(cfg)
     identity = data_identity(ds['train'], data)
-    ck = _prepare_dir(out, cfg, resume, overwrite, identity, acc)
+    held.enter_context(_lock_run(out, acc))
+    ck = _prepare_dir(out, cfg, *resume_after_requeue(out, resume, overwrite), identity, acc)
     if cfg.sync_batchnorm and n_proc > 1 and acc.device.type == 'cuda':
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # (PyTorch has no SyncBatchNorm on the CPU)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
@@ -275,12 +480,12 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
         save_checkpoint(ckdir/'best.pt', {**base, 'epoch': best['epoch'], 'val': best['val']}, model=best_state)
     if trackers: acc.init_trackers('train', config=_scalars(cfg.to_dict()))  # into <run>/logs/train
 
-    stopped = None
-    for epoch in range(start, cfg.epochs):
+    stopped, preempt = None, Preemption(out, acc)
+    for epoch in preempt.epochs(range(start, cfg.epochs)):
         if cfg.patience is not None and epoch - best['epoch'] > cfg.patience and best['epoch'] >= 0:
             stopped = f"early stopping: no better validation {score_name} for {cfg.patience} epochs"
             break
-        set_seed(cfg.seed * 1000 + epoch)
+        set_seed((cfg.seed * 1000 + epoch) % 2**32)  # NumPy takes seeds below 2**32
         train_dl.set_epoch(epoch)
         lr = lr_at(cfg, epoch)
         for g in optimizer.param_groups: g['lr'] = lr
@@ -289,7 +494,7 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
         tot_loss, tot_correct = torch.zeros((), device=acc.device), torch.zeros((), device=acc.device)
         bar = tqdm(train_dl, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", disable=not (main and cfg.progress),
                    leave=False)
-        for step, batch in enumerate(bar):
+        for step, batch in enumerate(preempt.steps(bar)):
             batch = _channels_last(batch, cfg.channels_last)
             out_ = as_outputs(model(*[batch[k] for k in cfg.inputs]))
             losses = loss_fn(out_, batch, target=cfg.target, **cfg.loss_args)
@@ -370,5 +575,6 @@ def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = Fa
         acc.log({f"test_{k}": v for k, v in test.items() if isinstance(v, (int, float))}, step=len(history))
         acc.end_training()
     acc.wait_for_everyone()
+    preempt.disarm()
     results['table'] = tm.table()
     return results

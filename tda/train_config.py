@@ -60,6 +60,7 @@ class TrainConfig:
     model_args: dict = field(default_factory=dict)
     dataset: str = 'mref'
     data: str = 'mref_smoke.h5'          # a file; a relative path is looked up in the data folder too
+    variant: str | None = None            # the variant the data must be (mref, mdist, mbg); None: any
     dataset_args: dict = field(default_factory=lambda: {'in_memory': True})
     inputs: list = field(default_factory=lambda: ['image', 'query', 'image_id'])
     target: str = 'answer'
@@ -157,7 +158,9 @@ def _tracker_problem(log_with) -> str | None:
     unknown = [n for n in names if n not in LOGGER_TYPE_TO_CLASS]
     if unknown: return f"log_with {unknown} are not Accelerate trackers; choose among {', '.join(LOGGER_TYPE_TO_CLASS)}"
     missing = [n for n in names if n not in {str(t) for t in get_available_trackers()}]
-    if missing: return f"log_with {missing} needs its package installed (e.g. pip install {missing[0]})"
+    if missing:  # TensorBoard comes with the lab extra
+        how = 'pip install "tda-attention[lab]"' if missing == ['tensorboard'] else f'pip install {missing[0]}'
+        return f"log_with {missing} needs its package installed ({how})"
     return None
 
 def _coerce(name, value, hint):
@@ -184,7 +187,12 @@ def _preset(name: str, optimizer: str | None = None) -> dict:
 def _checks(c: TrainConfig):
     "(holds, message) for every rule a config must follow; nothing is written before they all hold."
     names = lambda x: isinstance(x, list) and len(x) > 0 and all(isinstance(v, str) and v for v in x)
-    return [(c.optimizer in _OPTIMIZERS, f"optimizer must be one of {sorted(_OPTIMIZERS)}"),
+    return [  # first: no NaN or infinity, no count beyond a C int (the range checks below assume it)
+            (not (nf := [k for k in _FLOATS if (v := getattr(c, k)) is not None and not math.isfinite(v)]),
+             f"{', '.join(nf)} must be finite (not NaN or infinity)"),
+            (not (big := [k for k in _INTS if any(v is not None and v > _MAX_INT for v in _values(getattr(c, k)))]),
+             f"{', '.join(big)} must be at most 2**31 - 1"),
+            (c.optimizer in _OPTIMIZERS, f"optimizer must be one of {sorted(_OPTIMIZERS)}"),
             (c.schedule in ('constant', 'step', 'milestones', 'cosine'),
              "schedule must be 'constant', 'step', 'milestones' or 'cosine'"),
             (c.mixed_precision in ('no', 'bf16', 'fp16', 'auto'),
@@ -211,7 +219,18 @@ def _checks(c: TrainConfig):
                  for k in d),
                  "model_args, dataset_args, loss_args, metrics_args and optimizer_args must map names to values"),
             (c.data != '', "data must name a dataset file or folder"),
+            (c.variant is None or c.variant != '', "variant must name the data's (mref, mdist, mbg), or be None"),
             (_tracker_problem(c.log_with) is None, _tracker_problem(c.log_with))]
+
+def _values(v) -> list:
+    "The numbers of an int field: itself, or each of a list's."
+    return [x for x in v if isinstance(x, int)] if isinstance(v, list) else [v]
+
+# every float field must be finite; every count (epochs, batch sizes, workers) fit a C int, as the loaders need
+_HINTS = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+_FLOATS = tuple(k for k, t in _HINTS.items() if 'float' in t)
+_INTS = tuple(k for k, t in _HINTS.items() if 'int' in t and 'float' not in t and k != 'seed') + ('milestones',)
+_MAX_INT = 2**31 - 1
 
 _OPTIMIZERS = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD,
                'rmsprop': torch.optim.RMSprop}

@@ -33,11 +33,15 @@ def env_paths(tmp_path, monkeypatch):
     return tmp_path
 
 
+NEEDS_SLURM = {'06_cluster'}  # tutorials that run their steps as jobs of the test cluster (`slurm_cluster`)
+
+
 @pytest.fixture(scope='session')
-def tutorial_runs(tmp_path_factory):
+def tutorial_runs(tmp_path_factory, request):
     """Every tutorial (nbs/tutorials/*.ipynb) run once with papermill at CI's tiny parameters (nbs/tutorials/ci.yaml),
     in a scratch folder with its own data and runs folders:
-    {name: {'executed', 'error', 'wall', 'wrote_in_nbs', 'runs'}}.
+    {name: {'executed', 'error', 'wall', 'wrote_in_nbs', 'runs', 'no_slurm'}}; those of NEEDS_SLURM against the
+    test cluster, or without one ('no_slurm': why, and whether to skip or fail).
     The executed copies lie under `<root>/tutorials/`, as in nbs/, so the docs build can use them."""
     import time
     import papermill as pm
@@ -49,6 +53,11 @@ def tutorial_runs(tmp_path_factory):
     for nb in sorted((REPO/'nbs'/'tutorials').glob('*.ipynb')):
         d = root/'scratch'/nb.stem
         d.mkdir(parents=True)
+        no_slurm = None
+        if nb.stem in NEEDS_SLURM:
+            try: request.getfixturevalue('slurm_cluster')
+            except (pytest.skip.Exception, pytest.fail.Exception) as e:
+                no_slurm = ('skip' if isinstance(e, pytest.skip.Exception) else 'fail', str(e))
         before = {f: f.stat().st_mtime_ns for f in (REPO/'nbs').rglob('*')}
         mp, t0, err = pytest.MonkeyPatch(), time.time(), None
         mp.setenv('TDA_DATA_DIR', str(d/'data')); mp.setenv('TDA_RUNS_DIR', str(d/'runs'))
@@ -58,5 +67,38 @@ def tutorial_runs(tmp_path_factory):
         finally: mp.undo()
         wrote = sorted(f for f in (REPO/'nbs').rglob('*') if before.get(f) != f.stat().st_mtime_ns)
         res[nb.stem] = {'executed': root/'tutorials'/nb.name, 'error': err, 'wall': time.time() - t0, 'runs': d/'runs',
-                        'wrote_in_nbs': wrote}
+                        'wrote_in_nbs': wrote, 'no_slurm': no_slurm}
     return res
+
+
+def _slurm_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('tda_test_slurm_cluster', REPO/'tests'/'slurm'/'cluster.py')
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m
+
+
+@pytest.fixture(scope='session')
+def slurm_cluster():
+    """A real single-node SLURM cluster (tests/slurm/: munged, slurmctld and slurmd on this machine), started once for
+    the session with SLURM_CONF pointing every client at it, and stopped afterwards with nothing left running. Skipped,
+    with the install command, where SLURM is missing or does not start (an error instead with TDA_REQUIRE_SLURM=1)."""
+    import os
+    slurm = _slurm_module()
+    give_up = pytest.fail if os.environ.get('TDA_REQUIRE_SLURM') == '1' else pytest.skip
+    if lacking := slurm.missing():
+        give_up(f"SLURM is not installed here ({', '.join(lacking)} missing): {slurm.INSTALL}")
+    c = slurm.Cluster()
+    try: c.start()
+    except RuntimeError as e:
+        c.remove()
+        give_up(f"SLURM did not start here ({str(e)[:300]}); it needs {slurm.INSTALL}")
+    mp = pytest.MonkeyPatch()
+    mp.setenv('SLURM_CONF', str(c.conf))
+    try: yield c
+    finally:
+        mp.undo()
+        left = c.stop()
+        c.remove()
+        assert not left, f"the SLURM test cluster left {left} running"

@@ -69,6 +69,15 @@ def set_rows(name, field, value, rows=slice(0, 1)):
     return change
 
 
+def repeat_first(name):
+    "The table `name` with its first row once more at its end."
+    def change(f):
+        t = f[name][()]
+        del f[name]
+        f.create_dataset(name, data=np.concatenate([t, t[:1]]))
+    return change
+
+
 def shorter_instances(f):
     inst = f['train/instances'][()]
     del f['train/instances']
@@ -91,6 +100,10 @@ DAMAGE = {  # name: (change, the split to open, what the error says)
     'question_about_no_digit': (set_rows('val/questions', 'slot', 15), 'val', 'rows about no digit of val/digits'),
     'instances_shorter_than_images': (shorter_instances, 'train', 'of uint8 (23, 100, 100), not uint8 (24, 100, 100)'),
     'digit_of_no_image': (set_rows('test/digits', 'image', 99), 'test', 'rows whose image is not one of the 8 images'),
+    # in range, but not the digit's: the tables are checked against each other on opening, so before any training
+    'wrong_answer': (set_rows('val/questions', 'answer', 0, slice(None)), 'val', "not their digit's label or colour"),
+    'wrong_query': (set_rows('train/questions', 'query', 0, slice(None)), 'train', "not their digit's label or colour"),
+    'repeated_digit': (repeat_first('test/digits'), 'test', '1 test/digits rows that repeat an image and slot'),
 }
 
 
@@ -137,8 +150,7 @@ def test_corrupt_chunk_is_found_when_read_and_by_check(mref, tmp_path):
 
 @pytest.mark.parametrize('change, says', [
     (lambda f: f['train/instances'].__setitem__((0, 0, 0), 200), 'image 0 of the train split has instance ids [200]'),
-    (set_rows('val/questions', 'answer', 0, slice(None)), 'not their digit\'s label or colour'),
-], ids=['stray_instance', 'wrong_answer'])
+], ids=['stray_instance'])
 def test_check_finds_what_opening_cannot(mref, change, says):
     "Values that are in range but wrong: only the full read of --check sees them."
     fn = edit(mref, change)
@@ -245,3 +257,69 @@ def test_training_resumes_past_the_temporary_of_a_killed_writer(mref, tmp_path):
     r = tda('train', cfg, '--resume', '--set', 'epochs=2')
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in ck.iterdir()) == ['best.pt', 'last.pt']
+
+
+@pytest.fixture
+def train_cfg(tmp_path):
+    cfg = tmp_path/'cfg.yaml'
+    cfg.write_text(yaml.safe_dump({'model': 'soft', 'epochs': 1, 'batch_size': 20, 'eval_batch_size': 40,
+                                   'progress': False, 'out_dir': str(tmp_path/'run')}))
+    return cfg
+
+
+def small(tmp_path, name, variant='mref', **splits):
+    from tda.data.mref import generate_mref, mref_params
+    params = mref_params(variant, splits={'train': 6, 'val': 3, 'test': 3, **splits}, seed=2)
+    return generate_mref(tmp_path/name, params, workers=1, progress=False)
+
+
+@pytest.mark.parametrize('case', ['wrong_queries', 'empty_val', 'empty_train', 'other_variant'])
+def test_training_checks_the_data_whole_before_writing(mref, tmp_path, train_cfg, case):
+    """Queries that are not their digits' classes, an empty split, another variant than the config's: one error line
+    before anything is written (before: trained silently, or a whole epoch then KeyError / IndexError)."""
+    if case == 'wrong_queries':
+        data = edit(mref, set_rows('train/questions', 'query', 0, slice(None)))
+        says = ['train/questions rows whose query or answer is not their digit\'s label or colour', 'tda data generate']
+    elif case == 'other_variant':
+        data, says = small(tmp_path, 'mdist.h5', 'mdist'), ["holds MDIST data, but the config expects variant 'mref'"]
+    else:
+        split = case.split('_')[1]
+        data = small(tmp_path, f'{case}.h5', **{split: 0})
+        says = [f"has no samples in its {split} split; training needs all three"]
+    r = tda('train', train_cfg, '--set', f'data={data}', *(['--set', 'variant=mref'] if case == 'other_variant' else []))
+    one_error(r, data, *says, alone=False)
+    assert not (tmp_path/'run').exists() and not (tmp_path/'.run.lock').exists()
+
+
+def test_a_config_that_does_not_fit_the_model_writes_nothing(mref, tmp_path, train_cfg):
+    "Checked by one forward pass on two samples before run.json: the rerun is not blocked by a run.json left behind."
+    for bad, says in ((['--set', 'inputs=[image]'], "missing 1 required positional argument: 'query'"),
+                      (['--set', 'target=scale'], 'expected target dtype to be Long')):
+        r = tda('train', train_cfg, '--set', f'data={mref}', *bad)
+        one_error(r, 'the config does not fit the model: soft on a two-sample batch', says, alone=False)
+        assert not (tmp_path/'run').exists()  # no run.json to block the rerun
+
+
+@pytest.mark.parametrize('kind', ['folder', 'link_loop', 'dangling_link', 'unreadable'])
+def test_a_path_that_is_no_file_is_named_for_what_it_is(mref, tmp_path, train_cfg, kind):
+    "A folder is a folder, a link loop a link loop, an unreadable file a permission error (no advice to regenerate)."
+    x = tmp_path/'x.h5'
+    prefix = []
+    if kind == 'folder': x.mkdir()
+    elif kind == 'link_loop': x.symlink_to(x)
+    elif kind == 'dangling_link': x.symlink_to(tmp_path/'gone.h5')
+    else:  # run as an unprivileged user in a user namespace: mode bits apply (root's rights do not reach in)
+        if shutil.which('unshare') is None or subprocess.run(['unshare', '--user', 'true']).returncode:
+            pytest.skip('needs unshare --user')
+        shutil.copy(mref, x)
+        x.chmod(0)
+        prefix = ['unshare', '--user']
+    says = {'folder': 'is a folder, not a file', 'link_loop': 'is a symbolic link loop',
+            'dangling_link': f"is a symbolic link to {tmp_path/'gone.h5'}, which does not exist",
+            'unreadable': 'cannot be read: permission denied; give this user read access'}[kind]
+    for args in (['data', 'info', x], ['train', train_cfg, '--set', f'data={x}']):
+        r = subprocess.run([*prefix, sys.executable, '-m', 'tda.cli', *map(str, args)], capture_output=True, text=True,
+                           timeout=600)
+        msg = one_error(r, x, says, alone=False)
+        assert 'corrupt' not in msg and 'overwrite' not in msg and 'generate' not in msg, msg
+    assert not (tmp_path/'run').exists()

@@ -6,13 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tda.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from tda.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from tda.core import TdaError, temporary_owner, temporary_path
 from tda.data.mref import generate_mref, mref_params
 from tda.train import NonFiniteLoss, TrainConfig, load_best, train
@@ -53,6 +55,40 @@ def test_a_pickled_payload_is_refused_by_resume_and_load_best(config, tmp_path):
     assert r.returncode == 2 and 'never runs code from a file' in r.stderr and 'Traceback' not in r.stderr, r.stderr
     with pytest.raises(TdaError, match='never runs code from a file'): load_best(tmp_path/'run')
     assert not marker.exists()
+    # one line in our words: the global it names, no escape codes, no advice to load it unsafely
+    last = tmp_path/'run'/'checkpoints'/'last.pt'
+    torch.save({'format': CHECKPOINT_FORMAT, 'record': '{}', 'model': {'w': np.zeros(3)}}, last)
+    for r in (r, tda_train(config, '--resume', '--set', 'epochs=2')):
+        (line,) = r.stderr.strip().splitlines()
+        assert line.startswith('tda: error: checkpoint ') and 'Python objects beyond tensors (it names ' in line, line
+        assert '\x1b' not in line and 'weights_only' not in line and 'trust' not in line, line
+
+
+def test_resume_refuses_overwritten_pixels_and_resumes_a_checkpoint_from_before_the_fingerprint(tmp_path, tiny):
+    "The identity covers every pixel; a checkpoint written before that key existed still resumes (and checks the rest)."
+    cfg = TrainConfig(preset='seo2016', model='soft', data=str(tiny), epochs=1, batch_size=20, progress=False,
+                      out_dir=str(tmp_path/'run'), seed=5)
+    train(cfg)
+    last = tmp_path/'run'/'checkpoints'/'last.pt'
+    with h5py.File(tiny, 'r+') as f: f['train/images'][0] = 255 - f['train/images'][0]  # the tables stay as they were
+    with pytest.raises(TdaError, match=r'its data changed since the run started \(images_sha256 differ'):
+        train(TrainConfig(**{**cfg.to_dict(), 'epochs': 2}), resume=True)
+    # a checkpoint of an earlier version: its identity has no images_sha256; the keys both have are compared
+    rec, tensors = load_checkpoint(last)
+    rec['data'].pop('images_sha256')
+    save_checkpoint(last, rec, **tensors)
+    assert train(TrainConfig(**{**cfg.to_dict(), 'epochs': 2}), resume=True)['epochs_run'] == 2
+    rec['data']['content_sha256'] = '0' * 64  # ... and what differs in them is still refused
+    save_checkpoint(last, rec, **tensors)
+    with pytest.raises(TdaError, match=r'\(content_sha256 differ'):
+        train(TrainConfig(**{**cfg.to_dict(), 'epochs': 3}), resume=True)
+
+
+def test_the_largest_seed_trains(tmp_path, tiny):
+    "Each epoch seeds NumPy with seed * 1000 + epoch, which must stay below 2**32 (before: ValueError from NumPy)."
+    res = train(TrainConfig(preset='seo2016', model='soft', data=str(tiny), epochs=1, batch_size=20, progress=False,
+                            out_dir=str(tmp_path/'run'), seed=2**32 - 1))
+    assert res['epochs_run'] == 1
 
 
 def test_resume_refuses_changed_data_and_accepts_the_same_data(config, tmp_path, tiny):

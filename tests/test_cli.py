@@ -50,10 +50,30 @@ def test_generate_from_recipe_info_and_show(tmp_path):
     (['data', 'generate', '--set', 'digits=[4, 12]'], 'distinct classes'),
     (['data', 'generate', '--set', 'colour=red'], 'valid options'),
     (['data', 'generate', '--set', 'nonsense'], 'KEY=VALUE'),
+    (['sweep', 'table1_seeds', '--jobs', 'two'], "argument --jobs: 'two' is not a whole number"),
+    (['data', 'info', '/etc/hostname'], 'is not an HDF5 file; give the path of an MNIST Reference file'),
+    (['data', 'info', 'mdist_paper'], 'the recipe mdist_paper writes; make it with `tda data generate mdist_paper`'),
+    # every numeric option range-checked at parse time: the widths the code passes it through, no NaN or infinity
+    (['data', 'generate', '--workers', '0'], 'argument --workers: 0 is not between 1 and 2147483647'),
+    (['data', 'generate', '--seed', '-1'], 'argument --seed: -1 is not between 0 and 9223372036854775807'),
+    (['data', 'generate', '--seed', '1.5'], "argument --seed: '1.5' is not a whole number"),
+    (['data', 'generate', '--set', 'seed=18446744073709551616'], 'seed must be a whole number from 0 to'),
+    (['data', 'generate', '--set', 'scale=[.nan, 1]'], 'scale must be a finite number'),
+    (['data', 'generate', '--set', 'brightness_sd=.inf'], 'brightness_sd must be a finite number'),
+    (['data', 'generate', '--set', 'splits={test: 4294967296}'], 'splits.test must be a whole number'),
+    (['data', 'generate', '--set', 'size=[1]'], "size must be one of ['paper', 'smoke']"),
+    (['data', 'generate', '--set', 'output=5'], 'output must be a file path'),
+    (['data', 'generate', '--set', 'dataset=moving_digits', '--set', 'frames=1'], 'frames must be a whole number'),
+    (['data', 'generate', '--set', 'dataset=moving_digits', '--seed', str(2**63 - 1), '--set', 'speed=[1, .inf]'],
+     'speed must be a finite number'),
+    (['data', 'show', 'x.h5', '-n', '0'], 'argument -n: 0 is not between 1'),
+    (['demo', '--epochs', '0'], 'argument --epochs: 0 is not between 1'),
+    (['sweep', 'table1_seeds', '--jobs', '-2'], 'argument --jobs: -2 is not between 1'),
 ])
 def test_bad_input_is_one_clear_error(env_paths, args, match):
     r = tda(*args)
     assert r.returncode == 2 and match in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert '--overwrite' not in r.stderr.strip().splitlines()[-1]  # the error line (argparse prints the usage above)
 
 
 def test_a_missing_config_is_named_a_config():
@@ -75,6 +95,26 @@ def test_every_command_and_option_has_help():
     items = dict(walk(build_parser(), 'tda'))
     assert len(items) > 40 and 'tda data show -n' in items and 'tda data generate --seed' in items
     assert [k for k, h in items.items() if not h or h == argparse.SUPPRESS] == []
+    def parsers(parser, path):  # every command's own --help says what it does
+        yield path, parser.description
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items(): yield from parsers(sub, f"{path} {name}")
+    assert [k for k, d in parsers(build_parser(), 'tda') if not d] == []
+
+
+def test_tutorials_are_copied_where_a_user_works(tmp_path):
+    "`tda tutorials DIR`: the front page and every tutorial, laid out as in nbs/; nothing replaced without --overwrite."
+    r = tda('tutorials', tmp_path/'work')
+    assert r.returncode == 0, r.stderr
+    copied = sorted(f.relative_to(tmp_path/'work').as_posix() for f in (tmp_path/'work').rglob('*.ipynb'))
+    assert copied == ['index.ipynb'] + [f"tutorials/{t.name}" for t in sorted((REPO/'nbs'/'tutorials').glob('*.ipynb'))]
+    assert f"jupyter lab {tmp_path/'work'}" in r.stdout
+    r = tda('tutorials', tmp_path/'work')
+    assert r.returncode == 2 and 'already holds index.ipynb' in r.stderr and '--overwrite' in r.stderr
+    assert tda('tutorials', tmp_path/'work', '--overwrite').returncode == 0
+    r = tda('tutorials', REPO/'nbs'/'mine')
+    assert r.returncode == 2 and "where tda's own notebooks lie" in r.stderr and not (REPO/'nbs'/'mine').exists()
 
 
 def test_recipes_match_their_names():

@@ -1,5 +1,6 @@
 """The documentation site: `docs/build.py` builds it from the notebooks (tutorials at CI's tiny parameters), a real
-headless browser (Debian's chromium) renders the front page and an API page, and a broken link fails the build."""
+headless browser (Debian's chromium) renders the front page, an API page and a formula, a broken link fails the build,
+and README.md is what the front page makes."""
 import importlib.util
 import re
 import shutil
@@ -10,7 +11,7 @@ import pytest
 
 from conftest import REPO
 
-for mod in ('mkdocs', 'material', 'mkdocstrings', 'mkdocstrings_handlers.python', 'papermill'):
+for mod in ('mkdocs', 'material', 'mkdocstrings', 'mkdocstrings_handlers.python', 'papermill', 'latex2mathml'):
     if importlib.util.find_spec(mod.split('.')[0]) is None:
         pytest.skip(f"the docs extra is not installed ({mod} missing): pip install -e '.[docs]'",
                     allow_module_level=True)
@@ -53,7 +54,7 @@ def site(tmp_path_factory, tutorial_runs):
 
 def test_site_pages(site):
     "A page per notebook under nbdev's names, each with its Markdown beside it; nothing written inside nbs/."
-    for nb in docs.notebooks()['modules']:
+    for nb in docs.notebooks()['modules'] + docs.notebooks()['guides']:
         page = docs.page_name(nb)
         assert (site/page).with_suffix('.html').exists() and (site/page).with_suffix('.html.md').exists(), page
     assert (site/'index.html').exists() and (site/'models.hattnet.html').exists()
@@ -97,6 +98,8 @@ def test_index_in_browser(site):
     assert 'href="models.hattnet.html"' in dom and 'href="core.html"' in dom       # the tour links the API pages
     assert 'torch.Size([2, 5])' in dom                                             # the executed cell's output
     assert 'md-code__button' in dom and 'md-code__button' not in (site/'index.html').read_text()  # its scripts ran
+    assert re.search(r'<td>MREF</td>\s*<td>HAttNet-CTX</td>', dom)                # Table 1, from the report
+    assert re.search(r'<img alt="output" src="index_files/output_\d+.png"', dom)  # and its figure
 
 
 def test_api_page_in_browser(site):
@@ -108,9 +111,38 @@ def test_api_page_in_browser(site):
     assert 'md-code__button' in dom
 
 
+def test_api_page_lists_no_self_assigned_attributes(site):
+    "`self.mode = mode` in `__init__` is no API entry (it read `mode = mode`); a dataclass's fields are."
+    html = (site/'models.tdan.html').read_text()
+    assert 'id="tda.models.tdan.TDAttention"' in html and 'id="tda.models.tdan.TDAttention.mode"' not in html
+    assert 'id="tda.core.Settings.data_dir"' in (site/'core.html').read_text()
+
+
+def test_formula_renders_in_browser(site, tmp_path):
+    "A formula of the TDAN page is MathML that chromium lays out as such: a MathMLElement of some size, no `$` left."
+    html = (site/'models.tdan.html').read_text()
+    assert "X' = X^0" not in html and '<math' in html
+    probe = site/'_probe.html'  # the page with a script that writes what the browser made of its first formula
+    probe.write_text(html.replace('</body>', """<script>addEventListener('load', () => {
+      const m = document.querySelector('article math'), r = m && m.getBoundingClientRect();
+      document.body.dataset.math = m ? `${m.constructor.name} ${Math.round(r.width)} ${Math.round(r.height)}` : 'none';
+    });</script></body>"""))
+    try: dom = dump_dom(probe)
+    finally: probe.unlink()
+    kind, w, h = re.search(r'data-math="([^"]*)"', dom).group(1).split()
+    assert kind == 'MathMLElement' and int(w) > 5 and int(h) > 5, (kind, w, h)
+
+
+def test_readme_is_made_from_the_front_page(site):
+    "README.md and README_files/ are what the executed front page makes (`python docs/build.py --readme`)."
+    drift = docs.readme_drift(site.parent/'work'/'readme')
+    assert not drift, ("README.md is not what nbs/index.ipynb makes; run `python docs/build.py --readme`:\n"
+                       + '\n'.join(drift[:60]))
+
+
 def test_broken_link_fails(tmp_path, monkeypatch):
     "A link to a notebook that is not a page of the site stops the build (mkdocs --strict)."
-    monkeypatch.setattr(docs, 'notebooks', lambda: {'home': [docs.NBS/'index.ipynb'], 'tutorials': [],
+    monkeypatch.setattr(docs, 'notebooks', lambda: {'home': [docs.NBS/'index.ipynb'], 'tutorials': [], 'guides': [],
                                                      'modules': [docs.NBS/'00_core.ipynb']})
     with pytest.raises(docs.BuildError, match=r'models\.hattnet|03_models\.hattnet'):
         docs.build(tmp_path/'site', work=tmp_path/'work', quiet=True)

@@ -9,10 +9,16 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tda.core import TdaError
 from tda.data.dataset import MREFDataset
 from tda.data.mnist import load_mnist
+from tda.cli import main
+from tda.data.files import data_format, verify_mref
+from tda.data.moving_digits import CLIP_FORMAT, verify_moving_digits
 from tda.data.mref import SPLITS, generate_mref, mref_params, open_mref
 from conftest import TINY
 
@@ -71,8 +77,9 @@ def test_interrupted_run_leaves_nothing_at_the_final_path(tmp_path, sig):
     if sig == signal.SIGINT: assert p.returncode == 130 and 'interrupted' in err, (p.returncode, err)
     else: assert p.returncode == -sig, (p.returncode, err)  # SIGTERM: the temporary file removed, then the default end
     left = [f.name for f in tmp_path.iterdir()]
-    if sig == signal.SIGKILL: assert len(left) == 1 and left[0].startswith('.paper.h5.tmp-'), left  # no clean-up
-    else: assert left == [], err  # the temporary file is removed too
+    if sig == signal.SIGKILL:  # no clean-up: the temporary and the lock file stay (the lock itself is free)
+        assert sorted(f[:14] for f in left) == ['.paper.h5.lock', '.paper.h5.tmp-'], left
+    else: assert left == [], err  # the temporary file (and the lock file) are removed too
     deadline = time.time() + 30  # no worker outlives its parent
     while [w for w in workers if os.path.exists(f'/proc/{w}')] and time.time() < deadline: time.sleep(0.1)
     assert not [w for w in workers if os.path.exists(f'/proc/{w}')], 'worker processes outlived the run'
@@ -116,7 +123,7 @@ def test_bad_files(datasets, tmp_path):
     cut = tmp_path/'cut.h5'; cut.write_bytes(fn.read_bytes()[:fn.stat().st_size // 3])
     with pytest.raises(TdaError, match='truncated'): MREFDataset(cut)
     (tmp_path/'text.h5').write_text('hello')
-    with pytest.raises(TdaError, match='not a readable HDF5'): MREFDataset(tmp_path/'text.h5')
+    with pytest.raises(TdaError, match='is not an HDF5 file; give the path'): MREFDataset(tmp_path/'text.h5')
     with h5py.File(tmp_path/'other.h5', 'w') as f: f['x'] = 1
     with pytest.raises(TdaError, match='not an MNIST Reference file'): MREFDataset(tmp_path/'other.h5')
     with pytest.raises(TdaError, match="has no split 'dev'"): MREFDataset(fn, 'dev')
@@ -172,3 +179,65 @@ def test_ctrl_c_is_raised_at_checkpoints_only(before):
         assert reached and raised == (before is signal.default_int_handler)
         assert signal.getsignal(signal.SIGINT) is before
     finally: signal.signal(signal.SIGINT, outer)
+
+
+_NAN, _INF = float('nan'), float('inf')
+_PAIRS = [[0.5, 1.0], [1.0, 1.0], [0, 1], [2, 1], [_NAN, 1], [1, _INF], [1e300, 1e301], 'big', [1]]
+_OPTIONS = {  # every option of `tda data generate` (a recipe's keys, as --set would give them), in range and out
+    'dataset': st.sampled_from(['mref', 'moving_digits', 'cifar', 3]),
+    'variant': st.sampled_from(['mref', 'mdist', 'mbg', 'xyz', 3]),
+    'size': st.sampled_from(['smoke', 'paper', 'huge', [1]]),
+    'seed': st.sampled_from([0, 5, -1, 2**63 - 1, 2**63, 2**64, 1.5, 'abc', _NAN, True]),
+    'splits': st.sampled_from([{'test': 2}, {'train': 1, 'val': 1, 'test': 1}, {'test': 0}, {'test': -1},
+                               {'validation': 1}, {'test': 2**32}, {'test': 1.5}, {'test': 'two'}, 'all',
+                               {'test': _INF}]),
+    'canvas': st.sampled_from([[100, 100], [60, 80], 50, [0, 10], [10, 10], [70000, 70000], 'big', [_NAN, 3], -5]),
+    'digits': st.sampled_from([[1, 3], [5, 9], [0, 2], [4, 12], [3, 1], 'five', [1.5, 2], [2, _INF]]),
+    'scale': st.sampled_from(_PAIRS), 'distractor_scale': st.sampled_from(_PAIRS),
+    'palette': st.sampled_from([[['red', [255, 0, 0]]], [['x', [300, 0, 0]]], [], 'red', [['x', [_INF, 0, 0]]],
+                                [['x', [1, 2]]]]),
+    'brightness_sd': st.sampled_from([0, 10.0, -1, _NAN, _INF, 'x', 1e6]),
+    'distractors': st.sampled_from([None, 0, 3, -1, 10**9, 2.5, _NAN]),
+    'distractor_size': st.sampled_from([1, 5, 28, 0, 29, _NAN, '5']),
+    'backgrounds': st.sampled_from([None, 'builtin', '/no/such/folder', 5]),
+    'max_tries': st.sampled_from([1, 5, 0, 10**6, _NAN]), 'max_redraws': st.sampled_from([1, 5, 0, 10**6, -1]),
+    'max_restarts': st.sampled_from([1, 3, 0, 'x', 10**7]),
+    'output': st.sampled_from(['sub/x.h5', 5, ['a']]),
+    'train': st.sampled_from([0, 2, -1, 2**31, 1.5]), 'val': st.sampled_from([0, 1, 'x']),
+    'test': st.sampled_from([1, _NAN]),
+    'frames': st.sampled_from([2, 4, 1, 0, 10**6]), 'image_size': st.sampled_from([16, 32, 0, 70000, 'x']),
+    'digit_size': st.sampled_from([8, 14, 0, 40, _NAN]), 'directions': st.sampled_from([4, 8, 5, 0, 'up']),
+    'speed': st.sampled_from([[1.0, 2.0], [0.5, 0.5], [0, 1], [2, 1], [1, _INF], [_NAN, 1], 'fast']),
+}
+_FLAGS = {'--seed': st.sampled_from(['0', '3', '-1', '9223372036854775807', '9223372036854775808', '1.5', 'x']),
+          '--workers': st.sampled_from(['1', '0', '-3', 'x']), '--variant': st.sampled_from(['mref', 'mdist', 'mbg']),
+          '--size': st.sampled_from(['smoke', 'paper'])}
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.fixed_dictionaries({}, optional=_OPTIONS), st.fixed_dictionaries({}, optional=_FLAGS))
+def test_random_generator_options_fail_in_one_line_before_writing_or_make_a_whole_file(tmp_path_factory, capsys, recipe,
+                                                                                      flags):
+    """`tda data generate` with random values of every option (a recipe file, --set, the flags): either one error line
+    (exit 2, no traceback) and nothing written, or a file that passes the full check. Always a few images only."""
+    tmp = tmp_path_factory.mktemp('gen')
+    if recipe.get('dataset') == 'moving_digits':
+        recipe = {k: v for k, v in recipe.items() if k not in ('train', 'val', 'test')} | \
+            {k: min(v, 2) if isinstance(v, int) else v for k, v in recipe.items() if k in ('train', 'val', 'test')}
+        recipe.setdefault('train', 2), recipe.setdefault('val', 1), recipe.setdefault('test', 1)
+    else: recipe.setdefault('splits', {'test': 2})  # a few images, whatever the size
+    (tmp/'recipe.yaml').write_text(yaml.safe_dump(recipe))
+    out = tmp/'out.h5'
+    args = ['data', 'generate', str(tmp/'recipe.yaml'), '--out', str(out), '--quiet',
+            *[x for k, v in flags.items() for x in (k, v)]]
+    if '--workers' not in flags: args += ['--workers', '1']
+    before = sorted(p.name for p in tmp.iterdir())
+    capsys.readouterr()
+    try: main(args)
+    except SystemExit as e:
+        err = capsys.readouterr().err
+        assert e.code == 2 and len([l for l in err.splitlines() if 'error:' in l]) == 1, (recipe, flags, err)
+        assert 'Traceback' not in err and sorted(p.name for p in tmp.iterdir()) == before, (recipe, flags, err)
+        return
+    assert sorted(p.name for p in tmp.iterdir()) == sorted(before + ['out.h5']), (recipe, flags)
+    (verify_moving_digits if data_format(out) == CLIP_FORMAT else verify_mref)(out)

@@ -165,3 +165,26 @@ grid: {{seed: [5, 6]}}
     devices = {json.loads((env_paths/'runs'/'gpus'/rid/'status.json').read_text())['environment']['CUDA_VISIBLE_DEVICES']
                for rid in rep['done']}
     assert len(devices) == 2
+
+
+def test_a_sweep_run_held_by_another_process_is_left_alone(tmp_path, env_paths):
+    "Each run's folder is locked while it runs: a run some other process holds is refused, naming it, untouched."
+    sweep = write(tmp_path/'held.sweep.yaml', f"""
+notebook: {EXPERIMENTS/'make_datasets.ipynb'}
+parameters: {{variant: mref, splits: {{test: 2}}, workers: 1}}
+grid: {{seed: [3]}}
+""")
+    run = env_paths/'runs'/'held'/'seed=3'
+    code = 'import sys, time\nfrom tda.core import writer_lock\nwith writer_lock(sys.argv[1]):\n' \
+           '    print("holding", flush=True)\n    time.sleep(120)\n'
+    holder = subprocess.Popen([sys.executable, '-c', code, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == 'holding\n'
+        r = tda('sweep', sweep, '--quiet', env=os.environ)
+    finally:
+        holder.kill()
+        holder.wait()
+    errors = [line for line in r.stderr.splitlines() if line.startswith('tda: error:')]
+    assert r.returncode == 2 and len(errors) == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert f"sweep run {run} is in use: process {holder.pid} on " in errors[0], errors[0]
+    assert not run.exists()

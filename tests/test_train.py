@@ -88,6 +88,11 @@ def test_non_finite_loss_stops_with_a_clear_message(config, tmp_path):
     (['--set', 'batch_size=0'], 'batch sizes must be positive'),
     (['--resume'], 'nothing to resume'),
     (['--set', 'mixed_precision=fp16', '--set', 'cpu=true'], "'fp16' needs a GPU"),
+    (['--set', 'momentum=.nan'], 'momentum must be finite (not NaN or infinity)'),
+    (['--set', 'weight_decay=.inf'], 'weight_decay must be finite'),
+    (['--set', 'epochs=2147483648'], 'epochs must be at most 2**31 - 1'),
+    (['--set', 'eval_batch_size=9223372036854775808'], 'eval_batch_size must be at most 2**31 - 1'),
+    (['--set', 'variant=mdist'], "holds MREF data, but the config expects variant 'mdist'"),
 ])
 def test_bad_config_is_one_clear_error(config, tmp_path, args, match):
     r = tda_train(config, '--set', f'out_dir={tmp_path/"bad"}', *args)

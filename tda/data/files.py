@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import shlex
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..core import TdaError, get_settings, temporary_owner
+from ..core import TdaError, file_problem, get_settings, temporary_owner
 
 # %% auto #0
 __all__ = ['FORMAT', 'VARIANTS', 'SPLITS', 'PALETTE', 'SIZES', 'DIGIT_DTYPE', 'QUESTION_DTYPE', 'MREFParams', 'mref_params',
@@ -38,13 +39,30 @@ DIGIT_DTYPE = np.dtype([('image', '<u4'), ('slot', 'u1'), ('label', 'u1'), ('col
 QUESTION_DTYPE = np.dtype([('image', '<u4'), ('slot', 'u1'), ('query', 'u1'), ('answer', 'u1')])
 
 # %% ../../nbs/01_data.files.ipynb #58af3d2a
-def _pair(v, name, typ):
-    try:
-        a, b = (typ(x) for x in v)
-    except (TypeError, ValueError):
-        raise TdaError(f"{name} must be a pair [low, high] of {typ.__name__}s, not {v!r}.") from None
+def _whole(name: str, v, lo: int, hi: int) -> int:
+    """`v` as an int in [`lo`, `hi`] (the range the code that takes it can hold: a NumPy seed, a table's column), or a
+    `TdaError` naming the option; a bool, a fraction, NaN, infinity or text is no whole number."""
+    ok = isinstance(v, (int, np.integer)) or isinstance(v, (float, np.floating)) and float(v).is_integer()
+    if isinstance(v, (bool, np.bool_)) or not ok or not lo <= int(v) <= hi:
+        raise TdaError(f"{name} must be a whole number from {lo} to {hi}, not {v!r}.")
+    return int(v)
+
+def _real(name: str, v, lo: float, hi: float) -> float:
+    "`v` as a finite float in [`lo`, `hi`], or a `TdaError` naming the option (NaN, infinity and text are refused)."
+    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+    if not ok or not math.isfinite(v) or not lo <= float(v) <= hi:
+        raise TdaError(f"{name} must be a finite number from {lo:g} to {hi:g}, not {v!r}.")
+    return float(v)
+
+def _pair(v, name, typ, lo, hi):
+    "A [low, high] pair of whole (`typ` int) or real numbers in [`lo`, `hi`]."
+    if isinstance(v, (str, bytes)) or not hasattr(v, '__len__') or len(v) != 2:
+        raise TdaError(f"{name} must be a pair [low, high] of {typ.__name__}s, not {v!r}.")
+    a, b = ((_whole if typ is int else _real)(name, x, lo, hi) for x in v)
     if a > b: raise TdaError(f"{name} must be [low, high] with low <= high, not {v!r}.")
     return (a, b)
+
+_MAX_SIDE = 65535  # a digit's box is stored as uint16 (DIGIT_DTYPE), so no canvas side can be larger
 
 @dataclass
 class MREFParams:
@@ -69,37 +87,43 @@ class MREFParams:
         if self.variant not in VARIANTS: raise TdaError(f"variant must be one of {VARIANTS}, not {self.variant!r}.")
         if not isinstance(self.splits, dict) or not self.splits or set(self.splits) - set(SPLITS):
             raise TdaError(f"splits must map some of {SPLITS} to image counts, not {self.splits!r}.")
-        self.splits = {k: int(self.splits[k]) for k in SPLITS if k in self.splits}
-        if any(n < 0 for n in self.splits.values()) or not any(self.splits.values()):
-            raise TdaError(f"split sizes must be >= 0 and not all 0: {self.splits}.")
-        self.seed = int(self.seed)
-        self.canvas = _pair(self.canvas, 'canvas', int) if not isinstance(self.canvas, int) else (self.canvas,)*2
-        self.digits = _pair(self.digits, 'digits', int)
+        # image numbers are uint32 in the tables (DIGIT_DTYPE)
+        self.splits = {k: _whole(f'splits.{k}', self.splits[k], 0, 2**32 - 1) for k in SPLITS if k in self.splits}
+        if not any(self.splits.values()): raise TdaError(f"split sizes must be >= 0 and not all 0: {self.splits}.")
+        self.seed = _whole('seed', self.seed, 0, 2**63 - 1)  # NumPy seeds are >= 0; the file keeps it as int64
+        side = lambda v: _whole('canvas', v, 1, _MAX_SIDE)
+        self.canvas = _pair(self.canvas, 'canvas', int, 1, _MAX_SIDE) if not isinstance(self.canvas, (int, float)) \
+            else (side(self.canvas),) * 2
+        self.digits = _pair(self.digits, 'digits', int, 0, 2**31 - 1)
         if not 1 <= self.digits[0] <= self.digits[1] <= 10:
             raise TdaError("digits per image must lie in [1, 10] (the digits of an image have distinct classes), "
                            f"not {self.digits}.")
-        self.scale = _pair(self.scale, 'scale', float)
-        self.distractor_scale = _pair(self.distractor_scale, 'distractor_scale', float)
+        most = _MAX_SIDE / 28  # a larger digit fits no canvas
+        self.scale = _pair(self.scale, 'scale', float, 0, most)
+        self.distractor_scale = _pair(self.distractor_scale, 'distractor_scale', float, 0, most)
         if self.scale[0] <= 0 or self.distractor_scale[0] <= 0: raise TdaError("scales must be > 0.")
         if round(28*self.scale[0]) > min(self.canvas):
             raise TdaError(f"the smallest digit ({round(28*self.scale[0])} px at scale {self.scale[0]}) does not "
                            f"fit the {self.canvas} canvas; use a larger canvas or a smaller scale.")
         try:
             self.palette = tuple((str(n), tuple(int(c) for c in rgb)) for n, rgb in self.palette)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise TdaError(f"palette must be a list of [name, [r, g, b]], not {self.palette!r}.") from None
-        if not self.palette or any(len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb) for _, rgb in self.palette):
-            raise TdaError("palette must be a non-empty list of [name, [r, g, b]] with 0 <= r, g, b <= 255: "
+        bad = lambda rgb: len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb)
+        if not 1 <= len(self.palette) <= 256 or any(bad(rgb) for _, rgb in self.palette):
+            raise TdaError("palette must be a list of 1 to 256 [name, [r, g, b]] with 0 <= r, g, b <= 255: "
                            f"{self.palette!r}.")
-        if self.brightness_sd < 0: raise TdaError(f"brightness_sd must be >= 0, not {self.brightness_sd}.")
+        self.brightness_sd = _real('brightness_sd', self.brightness_sd, 0, 255)
         if self.distractors is None: self.distractors = 17 if self.variant == 'mdist' else 0
-        if self.distractors < 0: raise TdaError(f"distractors must be >= 0, not {self.distractors}.")
-        if not 1 <= self.distractor_size <= 28:
-            raise TdaError(f"distractor_size must lie in [1, 28], not {self.distractor_size}.")
+        self.distractors = _whole('distractors', self.distractors, 0, 10_000)
+        self.distractor_size = _whole('distractor_size', self.distractor_size, 1, 28)
+        if self.backgrounds is not None and not isinstance(self.backgrounds, str):
+            raise TdaError(f"backgrounds must be a folder of images (a path), not {self.backgrounds!r}.")
         if self.variant == 'mbg':
             self.backgrounds = str(self.backgrounds or get_settings().backgrounds_dir or 'builtin')
-        for k in ('max_tries', 'max_redraws', 'max_restarts'):
-            if int(getattr(self, k)) < 1: raise TdaError(f"{k} must be >= 1.")
+        # tries x redraws random numbers per digit and canvas are drawn at once: bounded so that they fit in memory
+        for k, most in (('max_tries', 1000), ('max_redraws', 1000), ('max_restarts', 1_000_000)):
+            setattr(self, k, _whole(k, getattr(self, k), 1, most))
 
     def to_dict(self) -> dict:
         "JSON-ready parameters."
@@ -161,7 +185,11 @@ def open_h5(path, fmt: str, kind: str, make: str, split: str | None = None, prob
     if (o := temporary_owner(path)) is not None:
         raise TdaError(f"{path} is the temporary file of an unfinished write of {o['target']} (process {o['pid']}); "
                        f"use {o['target'].name} once written (a killed process's temporary goes at the next write).")
-    if not path.is_file(): raise TdaError(f"{path} does not exist; {make}.")
+    if why := file_problem(path):  # a folder, a link loop, permission denied: said as such
+        raise TdaError(f"{path} {why}{'; ' + make if why == 'does not exist' else ''}.")
+    if not h5py.is_hdf5(path):  # a file of some other kind: nothing of ours to make again in its place
+        raise TdaError(f"{path} is not an HDF5 file{' (it is empty)' if path.stat().st_size == 0 else ''}; give the "
+                       f"path of {kind}, or {make}.")
     try: f = h5py.File(path, 'r')
     except Exception as e:
         raise TdaError(f"{path} is not a readable HDF5 file (truncated or corrupt: {' '.join(str(e).split())}); "
@@ -218,6 +246,20 @@ def _split_problem(f, s: str, n_colours: int) -> str | None:
            f'{s}/questions rows about no digit of {s}/digits': ~np.isin(_key(q), _key(d))}
     for what, rows in bad.items():
         if rows.any(): return f"has {int(rows.sum())} {what} (the first is row {int(np.argmax(rows))})"
+    return _table_problem(s, d, q)
+
+def _table_problem(s: str, d, q) -> str | None:
+    """What is wrong between the digits `d` and questions `q` of split `s` (whose every question has a digit): a
+    repeated image and slot, a query or answer that is not its digit's class or colour; None if nothing."""
+    order = np.argsort(_key(d), kind='stable')
+    ds = d[order]
+    i = np.searchsorted(_key(ds), _key(q))
+    bad = {f'{s}/digits rows that repeat an image and slot': np.zeros(len(d), bool),
+           f'{s}/questions rows whose query or answer is not their digit\'s label or colour':
+           (ds['label'][i] != q['query']) | (ds['colour'][i] != q['answer'])}
+    bad[f'{s}/digits rows that repeat an image and slot'][order[1:][np.diff(_key(ds)) == 0]] = True
+    for what, rows in bad.items():
+        if rows.any(): return f"has {int(rows.sum())} {what} (the first is row {int(np.argmax(rows))})"
     return None
 
 def _mref_problem(f, split: str | None) -> str | None:
@@ -272,19 +314,9 @@ def verify_mref(path) -> dict:
     path, counts = Path(path), {}
     with open_mref(path) as f:  # the format, attributes, shapes and tables
         for s in (s for s in SPLITS if s in f):
-            g = f[s]
+            g = f[s]  # open_mref checked the tables (_split_problem); the pixels are left
             d, q, n = g['digits'][()], g['questions'][()], g['images'].shape[0]
-            order = np.argsort(_key(d), kind='stable')
-            d = d[order]
-            i = np.searchsorted(_key(d), _key(q))  # every question's digit exists (open_mref checked it)
-            bad = {f'{s}/digits rows that repeat an image and slot': np.zeros(len(d), bool),
-                   f'{s}/questions rows whose query or answer is not their digit\'s label or colour':
-                   (d['label'][i] != q['query']) | (d['colour'][i] != q['answer'])}
-            bad[f'{s}/digits rows that repeat an image and slot'][order[1:][np.diff(_key(d)) == 0]] = True
-            for what, rows in bad.items():
-                if rows.any():
-                    raise TdaError(f"{path} has {int(rows.sum())} {what} (the first is row {int(np.argmax(rows))}); "
-                                   f"{_regen_hint(path)}.")
+            d = d[np.argsort(_key(d), kind='stable')]
             starts = np.searchsorted(d['image'], np.arange(n + 1))
             for j in range(n):
                 with h5_errors(path, f'image {j} of the {s} split'):

@@ -19,8 +19,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..core import DATASETS, TdaError, atomic_path, interrupt_checkpoints, run_record
-from .files import file_params, h5_errors, open_h5
+from ..core import DATASETS, TdaError, atomic_path, interrupt_checkpoints, run_record, writer_lock
+from .files import _pair, _whole, file_params, h5_errors, open_h5
 from .mnist import load_mnist
 
 # %% auto #0
@@ -61,17 +61,26 @@ def make_moving_digits(path, train: int = 512, val: int = 128, test: int = 128, 
                        digit_size: int = 14, directions: int = 4, speed=(1.0, 2.0), seed: int = 0,
                        overwrite: bool = False, progress: bool = True) -> Path:
     "Write clips of moving MNIST digits to the HDF5 file `path` (see above); returns `path`."
-    path, size = Path(path), image_size
+    path = Path(path)
+    train, val, test = (_whole(k, v, 0, 2**31 - 1) for k, v in (('train', train), ('val', val), ('test', test)))
+    if not train + val + test: raise TdaError("train, val and test are all 0: nothing to make.")
+    frames = _whole('frames', frames, 2, 4096)  # a direction of motion needs two frames
+    size = image_size = _whole('image_size', image_size, 1, 65535)
+    seed = _whole('seed', seed, 0, 2**63 - 1)  # NumPy seeds are >= 0; int64 in the file's records
+    directions = _whole('directions', directions, 4, 8)
     names = direction_names(directions)
+    speed = _pair(speed, 'speed', float, 0, 65535)
     if not 0 < speed[0] <= speed[1]: raise TdaError(f"speed must be (low, high) with 0 < low <= high, not {speed}.")
+    digit_size = _whole('digit_size', digit_size, 0, 65535)
     if not 0 < digit_size <= size:
         raise TdaError(f"digit_size must be between 1 and image_size ({size}), not {digit_size}.")
+    if path.is_dir(): raise TdaError(f"{path} is a folder; give the path of the HDF5 file to write in it.")
     params = dict(train=train, val=val, test=test, frames=frames, image_size=size, digit_size=digit_size,
                   directions=directions, speed=list(speed), seed=seed)
     splits = {'train': train, 'val': val, 'test': test}
     pools = {s: load_mnist('test' if s == 'test' else 'train') for s, n in splits.items() if n}
     bar = tqdm(total=sum(splits.values()), desc=f"moving digits -> {path.name}", unit='clip', disable=not progress)
-    with atomic_path(path, overwrite) as tmp, interrupt_checkpoints() as check:
+    with writer_lock(path, 'dataset file'), atomic_path(path, overwrite) as tmp, interrupt_checkpoints() as check:
         with h5py.File(tmp, 'w') as f:
             for split, n in splits.items():
                 g = f.create_group(split)

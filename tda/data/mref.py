@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..core import TdaError, atomic_path, check_writable, get_settings, interrupt_checkpoints, run_record
+from ..core import (TdaError, atomic_path, check_writable, get_settings, interrupt_checkpoints, run_record,
+                      writer_lock)
 from .files import (DIGIT_DTYPE, FORMAT, PALETTE, QUESTION_DTYPE, SIZES, SPLITS, VARIANTS, MREFParams,
                             data_format, file_params, h5_errors, mref_info, mref_params, open_h5, open_mref,
                             remake_command, verify_mref)
@@ -314,8 +315,10 @@ def _write_tables(g, rows: np.ndarray, level):
 
 def generate_mref(path, params: MREFParams, workers: int | None = None, overwrite: bool = False,
                   progress: bool = True, chunk: int = 64, level: int = 1, start_method: str | None = None) -> Path:
-    "Generate a dataset with `params` into the HDF5 file `path`; returns `path`."
+    """Generate a dataset with `params` into the HDF5 file `path`; returns `path`. One process at a time writes a
+    file (`tda.core.writer_lock`): another is refused, naming the holder."""
     path, p = Path(path), params
+    if path.is_dir(): raise TdaError(f"{path} is a folder; give the path of the HDF5 file to write in it.")
     check_writable(path, overwrite)
     pools = {'train': load_mnist('train')} if set(p.splits) & {'train', 'val'} else {}
     if 'test' in p.splits: pools['test'] = load_mnist('test')
@@ -324,7 +327,7 @@ def generate_mref(path, params: MREFParams, workers: int | None = None, overwrit
     workers = max(1, min(workers or _default_workers(), len(tasks)))
     init = (p.to_dict(), pools, bg_files)
     # Ctrl-C is raised at the checkpoints only (between chunks, before the rename): never swallowed, never half-written
-    with atomic_path(path, overwrite) as tmp, interrupt_checkpoints() as check:
+    with writer_lock(path, 'dataset file'), atomic_path(path, overwrite) as tmp, interrupt_checkpoints() as check:
         with h5py.File(tmp, 'w') as f:
             groups = {s: _create_split(f, s, n, p, level) for s, n in p.splits.items()}
             rows = {s: [] for s in p.splits}
@@ -364,13 +367,15 @@ def generate_mref(path, params: MREFParams, workers: int | None = None, overwrit
 
 # %% ../../nbs/01_data.mref.ipynb #a6ee2a8a
 def ensure_dataset(variant: str, size: str, seed: int = 0, workers: int | None = None, progress: bool = True) -> Path:
-    "The dataset file of `variant` and `size` in the data folder, generated if missing."
+    """The dataset file of `variant` and `size` in the data folder, generated if missing; if another process is making
+    it (runs of a sweep that need the same data), this waits for it and uses its file."""
     params = mref_params(variant, size, seed=seed)
     fn = dataset_path(variant, size, seed)
-    if fn.exists():
-        if mref_info(fn)['params'] != params.to_dict():
-            raise TdaError(f"{fn} exists but was made with other parameters; delete it or regenerate it with "
-                           f"`tda data generate --variant {variant} --size {size} --seed {seed} --out {fn} "
-                           "--overwrite`.")
-        return fn.resolve()
-    return generate_mref(fn, params, workers=workers, progress=progress).resolve()
+    with writer_lock(fn, 'dataset file', wait=True):
+        if fn.exists():
+            if mref_info(fn)['params'] != params.to_dict():
+                raise TdaError(f"{fn} exists but was made with other parameters; delete it or regenerate it with "
+                               f"`tda data generate --variant {variant} --size {size} --seed {seed} --out {fn} "
+                               "--overwrite`.")
+            return fn.resolve()
+        return generate_mref(fn, params, workers=workers, progress=progress).resolve()

@@ -44,6 +44,7 @@ class MREFObjectsDataset(Dataset):
             with h5_errors(self.path, f'the images of the {split} split'):
                 self._images = g['images'][()] if in_memory else None
             self.image_shape = tuple(g['images'].shape[1:3])
+            self.variant = str(f.attrs['variant'])
         order = np.argsort(digits['image'], kind='stable')
         self.digits = digits[order]
         self.starts = np.searchsorted(self.digits['image'], np.arange(n + 1))

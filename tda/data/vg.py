@@ -375,6 +375,9 @@ def open_vg(path, split: str | None = None) -> h5py.File:
     if not path.is_file():
         raise TdaError(f"{path} does not exist; make it with tda.data.vg.prepare_vg from a Visual Genome folder "
                        "(or from one made by tda.data.vg.make_vg_mref).")
+    if not h5py.is_hdf5(path):  # a file of another kind: not one to make again in its place
+        raise TdaError(f"{path} is not an HDF5 file; give the path of a Visual Genome attributes cache (made by "
+                       "tda.data.vg.prepare_vg or tda.data.vg.make_vg_mref).")
     try: f = h5py.File(path, 'r')
     except OSError as e:
         raise TdaError(f"{path} is not a readable HDF5 file (truncated or damaged: {e}); {fix}.") from None

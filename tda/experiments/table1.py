@@ -221,9 +221,10 @@ def run_table1(out, variants=('mref',), models=TABLE1_MODELS, size: str = 'smoke
     return write_table1(out, results, samples, palette, config, t0, curves)
 
 def report_table1(out, runs: dict, n_samples: int = 4, seed: int = 0, overwrite: bool = False,
-                  interim: bool = False) -> dict:
+                  interim: bool = False, retest: bool = False, progress: bool = False) -> dict:
     """The table, figures and training curves of finished runs `{variant: {model: run folder}}`, written to `out`.
-    With `interim`, runs still training take part with their best epoch so far (`unfinished_run`), marked so."""
+    With `interim`, runs still training take part with their best epoch so far (`unfinished_run`), marked so; with
+    `retest`, every run's best weights are tested again by today's metrics (`test_best`), not read from the run."""
     out, t0 = Path(out).expanduser().resolve(), time.time()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise TdaError(f"{out} is not empty; pass overwrite=True to write the report again, or choose another folder.")
@@ -231,7 +232,10 @@ def report_table1(out, runs: dict, n_samples: int = 4, seed: int = 0, overwrite:
     for v, ms in runs.items():
         results[v], config['runs'][v] = {}, {m: str(r) for m, r in ms.items()}
         for m, run in ms.items():
-            r = finished_run(run) or (unfinished_run(run) if interim else None)
+            r = finished_run(run) or (unfinished_run(run, progress) if interim else None)
+            if r is not None and retest and not str(r['stopped']).startswith('interim'):
+                test = test_best(run, progress)
+                r = {**r, 'table': test.pop('_table'), 'test': test}
             if r is None:
                 raise TdaError(f"{run} has not finished; finish it with `tda train ... --resume` "
                                f"(or pass interim=True).")

@@ -74,7 +74,8 @@ def interim_results(run, test: dict) -> dict:
 def export_pretrained(run, dataset: str, folder=None, overwrite: bool = False, paper: dict | None = None,
                       test: dict | None = None) -> Path:
     """Write the best weights of training run folder `run` and their model card into `folder` (the package's).
-    A run still training is exported only with `test`, its best weights' test metrics, and its card says so."""
+    `test`: the test metrics for the card, e.g. measured again by today's metrics with
+    `tda.experiments.table1.test_best` (default: the run's own); a run still training is exported only with them."""
     run = Path(run)
     rec, t = load_checkpoint(run/'checkpoints'/'best.pt')
     res = json.loads((run/'results.json').read_text()) if (run/'results.json').exists() else {}
@@ -84,6 +85,7 @@ def export_pretrained(run, dataset: str, folder=None, overwrite: bool = False, p
             raise TdaError(f"{run} has not finished (no test results); finish it with --resume first, or pass the "
                            f"test metrics of its best weights as test= (tda.experiments.table1.test_best).")
         res = interim_results(run, test)
+    elif test is not None: res = {**res, 'test': test}
     cfg, test = res['config'], res['test']
     name = f"{cfg['model']}-{dataset}"
     folder = Path(folder) if folder else WEIGHTS_DIR

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import vgg as tv_vgg
 
+from ..checkpoint import safe_load
 from ..core import LOSSES, METRIC_SETS, MODELS, TdaError
 from ..metrics import pointing_game, true_positive_strength, uniform_strength
 from .hattnet import AttentionHead, QueryAttention, effective_attention
@@ -65,10 +66,9 @@ def load_vgg16_weights(features: nn.Sequential, weights, batch_norm: bool = Fals
         warnings.warn(f"no ImageNet weights for VGG-16 at {cached}: the trunk starts from random initialisation.")
         return 'random'
     path = cached if weights in ('imagenet', 'auto') else Path(weights).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise TdaError(f"VGG-16 weights file {path} does not exist; give the path of torchvision's file.")
-    try: sd = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise TdaError(f"cannot read VGG-16 weights from {path} ({e}); {fetch}.") from None
+    sd = safe_load(path, 'VGG-16 weights file', fetch, fetch)
     sd = {k[len('features.'):]: v for k, v in sd.items() if k.startswith('features.')} if isinstance(sd, dict) else {}
     try: features.load_state_dict(sd)
     except RuntimeError as e:
