@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import mobilenet_v3_large
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from ..core import MODELS, TdaError
 from .pretrained import load_pretrained
+from .resnet import RESNET_LAYERS, ResNet
 from .tdaf import tdaf_backbone
 from .tdan import TDMobileNetV3, TDResNet, adopt_resnet_block
 
@@ -94,8 +95,7 @@ def attention_resnet(depth: int, kind: str, num_classes: int = 1000, **kw) -> Re
     return model
 
 # %% ../../nbs/03_models.factory.ipynb #dd52b737
-_RESNETS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3]),
-            101: (Bottleneck, [3, 4, 23, 3]), 152: (Bottleneck, [3, 8, 36, 3])}
+_RESNETS = RESNET_LAYERS  # ResNets at any width and with or without the stem pool: tda.models.resnet
 
 def _plain(backbone, default_classes=1000):
     "torchvision's `backbone` (the stem, stages and head TDAF splits, run as one network)."

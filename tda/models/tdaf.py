@@ -7,15 +7,19 @@ Docs: https://tda-developers.github.io/tda/models.tdaf.html.md"""
 # %% ../../nbs/03_models.tdaf.ipynb #2b819e89
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..core import MODELS, TdaError
+from .resnet import RESNET_LAYERS, resnet
 
 # %% auto #0
-__all__ = ['ANAR_DEPTHS', 'TDAF_BACKBONES', 'VIDEO_BACKBONES', 'TDAF_PATTERN', 'TDAF_NAMES', 'MultiFlowBatchNorm',
-           'to_multi_flow', 'set_flow', 'ANAR', 'TDAF', 'ConcatHead', 'tdaf_backbone', 'tdaf_model']
+__all__ = ['ANAR_DEPTHS', 'TDAF_BACKBONES', 'VIDEO_BACKBONES', 'BACKBONE_OPTIONS', 'TDAF_PATTERN', 'TDAF_NAMES',
+           'MultiFlowBatchNorm', 'to_multi_flow', 'set_flow', 'ANAR', 'TDAF', 'ConcatHead', 'tdaf_backbone',
+           'tdaf_model']
 
 # %% ../../nbs/03_models.tdaf.ipynb #cb9a3edf
 class MultiFlowBatchNorm(nn.Module):
@@ -241,16 +245,20 @@ TDAF_BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 
                   'resnext101', 'vgg16', 'vgg19',
                   'mobilenetv2', 'r3d_18')
 VIDEO_BACKBONES = ('r3d_18',)
+BACKBONE_OPTIONS = ('width', 'stem_pool', 'width_mult')  # options of the backbone, not of TDAF
 
-def tdaf_backbone(name: str, num_classes: int = 1000):
-    "(stem, stages, head, stage channels) of torchvision's `name`."
+def tdaf_backbone(name: str, num_classes: int = 1000, **options):
+    """(stem, stages, head, stage channels) of torchvision's `name`, built with `options` (a ResNet's `width` and
+    `stem_pool`: `tda.models.resnet`; MobileNetV2's `width_mult`)."""
     import torchvision.models as tvm
     import torchvision.models.video as tvv
+    resnets = {f'resnet{d}': partial(resnet, d) for d in RESNET_LAYERS}  # torchvision's, at any width
     ctor = {'resnext50': tvm.resnext50_32x4d, 'resnext101': tvm.resnext101_32x8d, 'mobilenetv2': tvm.mobilenet_v2,
-            'r3d_18': tvv.r3d_18}.get(name) or getattr(tvm, name, None)
+            'r3d_18': tvv.r3d_18, **resnets}.get(name) or getattr(tvm, name, None)
     if name not in TDAF_BACKBONES or ctor is None:
         raise TdaError(f"unknown TDAF backbone {name!r}; choose one of {', '.join(TDAF_BACKBONES)}.")
-    m = ctor(num_classes=num_classes)
+    try: m = ctor(num_classes=num_classes, **options)
+    except TypeError as e: raise TdaError(f"bad options {sorted(options)} for the TDAF backbone {name}: {e}.") from None
     if name in VIDEO_BACKBONES:
         stages = [m.layer1, m.layer2, m.layer3, m.layer4]
         return m.stem, stages, nn.Sequential(m.avgpool, nn.Flatten(1),
@@ -279,10 +287,12 @@ TDAF_NAMES = (*(f'resnet50_tdaf_anar{k}_f3' for k in ANAR_DEPTHS), 'resnet50_tda
               'vgg19_tdaf_anar5_f3', 'mobilenetv2_tdaf_anar3_f2', 'resnet18_tdaf_anar3_f3', 'r3d_18_tdaf_anar5_f3')
 
 def tdaf_model(name, num_classes: int | None = None, **options) -> TDAF:
-    "The TDAF model of a parsed name (a match of `TDAF_PATTERN`); options go to `TDAF` (eta, symmetric, order)."
+    """The TDAF model of a parsed name (a match of `TDAF_PATTERN`); options go to `TDAF` (eta, symmetric, order), the
+    backbone's (`BACKBONE_OPTIONS`: width, stem_pool, width_mult) to `tdaf_backbone`."""
     bb, flows = name['bb'], int(name['n'])
     if num_classes is None: num_classes = 400 if bb in VIDEO_BACKBONES else 1000  # Kinetics-400 or ImageNet
-    stem, stages, head, chans = tdaf_backbone(bb, num_classes)
+    stem, stages, head, chans = tdaf_backbone(bb, num_classes, **{k: options.pop(k) for k in BACKBONE_OPTIONS
+                                                                  if k in options})
     if bb in VIDEO_BACKBONES: options.setdefault('dims', 3)
     if name['concat']:
         symmetric = options.get('symmetric', False)

@@ -12,9 +12,10 @@ from collections import OrderedDict
 import torch
 from torch import nn
 from torchvision.models.mobilenetv3 import InvertedResidual, MobileNetV3, _mobilenet_v3_conf
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from ..core import TdaError
+from .resnet import ResNet
 
 # %% auto #0
 __all__ = ['ALTERNATING_R101', 'PLACEMENTS', 'TDAttention', 'TDPasses', 'adopt_resnet_block', 'TDResNetBlock',
@@ -176,7 +177,7 @@ class _OverT:
         return [self.head(f) for f in seen]
 
 class TDResNet(_OverT, ResNet):
-    "torchvision's ResNet with TD blocks where `blocks` says."
+    "A ResNet (torchvision's, at any `width`: `tda.models.resnet`) with TD blocks where `blocks` says."
     def __init__(self, block, layers, num_classes=1000, mode='joint', passes=2, distance=1, blocks='layer3+4',
                  rd_ratio=1/16, zero_init_residual=False, **kw):
         super().__init__(block, layers, num_classes=num_classes, zero_init_residual=zero_init_residual, **kw)
@@ -196,9 +197,11 @@ class TDResNet(_OverT, ResNet):
         return self.fc(torch.flatten(self.avgpool(f), 1))
 
 class TDMobileNetV3(_OverT, MobileNetV3):
-    "torchvision's MobileNetV3-large with TD in place of squeeze-excitation in its last `n_blocks` blocks."
-    def __init__(self, num_classes=1000, mode='joint', passes=2, distance=1, n_blocks=3, rd_ratio=1/16, **kw):
-        setting, last_channel = _mobilenet_v3_conf('mobilenet_v3_large')
+    """torchvision's MobileNetV3-large with TD in place of squeeze-excitation in its last `n_blocks` blocks;
+    `width_mult` and `dilated` (a last stage of stride 16) as in torchvision's `mobilenet_v3_large`."""
+    def __init__(self, num_classes=1000, mode='joint', passes=2, distance=1, n_blocks=3, rd_ratio=1/16,
+                 width_mult: float = 1.0, dilated: bool = False, **kw):
+        setting, last_channel = _mobilenet_v3_conf('mobilenet_v3_large', width_mult=width_mult, dilated=dilated)
         super().__init__(setting, last_channel, num_classes=num_classes, **kw)
         # features[0] is the stem, features[1..n] the inverted residuals, then the last conv
         self.n_blocks = len(setting)
