@@ -447,7 +447,9 @@ def plot_sweep(df, metrics: list[str], groups: list[str], over: str = 'seed', ti
     "Bars of each metric's mean with its standard deviation over `over`, one dot per run, per configuration."
     import matplotlib.pyplot as plt
     import seaborn as sns
-    x = df[groups].astype(str).agg(', '.join, axis=1) if groups else df['run'].map(lambda _: 'all runs')
+    # a run without a parameter another run has (runs: entries with other keys) shows it as '-'
+    x = df[groups].map(lambda v: '-' if pd.isna(v) else str(v)).agg(', '.join, axis=1) if groups else \
+        df['run'].map(lambda _: 'all runs')
     order = list(dict.fromkeys(x))
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(3.5, 0.9 * len(order) + 1.5) * len(metrics), 3.8),
                              squeeze=False, layout='constrained')
@@ -460,7 +462,8 @@ def plot_sweep(df, metrics: list[str], groups: list[str], over: str = 'seed', ti
     return fig
 
 def _aggregate(df, metrics, groups) -> pd.DataFrame:
-    g = df.groupby(groups, sort=False) if groups else df.assign(configuration='all runs').groupby('configuration')
+    g = df.groupby(groups, sort=False, dropna=False) if groups else \
+        df.assign(configuration='all runs').groupby('configuration')
     agg = g[metrics].agg(['mean', 'std', 'count'])
     agg.columns = [f"{m}_{s}" for m, s in agg.columns]
     return agg.reset_index()
@@ -502,7 +505,7 @@ def collect_sweep(sweep, out=None, metrics: list[str] | None = None, over: str |
         agg.astype({c: str for c in groups}).to_hdf(tmp, key='summary', mode='a', format='table')
     with atomic_path(files['summary'], overwrite=True) as tmp: Path(tmp).write_text(md + '\n')
     from tda.viz import save_figure
-    n_over = df.groupby(groups, sort=False).size().max() if groups else len(df)
+    n_over = df.groupby(groups, sort=False, dropna=False).size().max() if groups else len(df)
     title = f"{root.name}: mean ± sd over {over} (up to {n_over} runs each)"
     save_figure(plot_sweep(df, metrics, groups, over, title), files['figure'], overwrite=True)
     if progress:

@@ -114,7 +114,8 @@ def test_tutorials_are_copied_where_a_user_works(tmp_path):
     assert r.returncode == 2 and 'already holds index.ipynb' in r.stderr and '--overwrite' in r.stderr
     assert tda('tutorials', tmp_path/'work', '--overwrite').returncode == 0
     r = tda('tutorials', REPO/'nbs'/'mine')
-    assert r.returncode == 2 and "where tda's own notebooks lie" in r.stderr and not (REPO/'nbs'/'mine').exists()
+    assert r.returncode == 2 and f"is inside {REPO/'nbs'}" in r.stderr and 'choose' in r.stderr
+    assert not (REPO/'nbs'/'mine').exists()
 
 
 def test_recipes_match_their_names():
@@ -127,7 +128,13 @@ def test_recipes_match_their_names():
         from tda.data.tasks import make_moving_digits
         d = read_recipe(p)
         assert d['output'] == f'{p.stem}.h5' and set(d) - {'dataset', 'size', 'output'} <= set(inspect.signature(make_moving_digits).parameters)
+    locate = [p for p in recipes if p.stem.startswith('locate_')]   # the attention benchmark's data (tda.data.locate)
+    assert [p.stem for p in locate] == [f'locate_{k}_{s}' for k in ('clean', 'clutter') for s in ('paper', 'smoke')]
+    for p in locate:
+        params, out = load_recipe(p)
+        assert out.name == f'{p.stem}.h5' and tuple(params.canvas) == (64, 64) and params.digits == (1, 1)
     for p in recipes:
+        if p in locate: continue
         variant, size = p.stem.split('_')
         params, out = load_recipe(p)
         assert params == mref_params(variant, size) and out.name == f'{p.stem}.h5'

@@ -18,9 +18,10 @@ from ..core import MODELS, TdaError
 from ..metrics import MapGeometry, compose_geometry, place_map
 
 # %% auto #0
-__all__ = ['STAGE', 'GATE_POSITIONS', 'conv_stage', 'conv_trunk', 'stage_geometry', 'QueryAttention', 'per_image',
-           'AttentionHead', 'glorot_init', 'HAttNet', 'hattnet_ctx', 'hattnet', 'SoftAttentionNet', 'HardAttentionNet',
-           'soft', 'hard', 'SpatialTransformerNet', 'sampled_region', 'stn', 'effective_attention']
+__all__ = ['STAGE', 'GATE_POSITIONS', 'conv_stage', 'conv_trunk', 'min_image_size', 'check_image_size', 'stage_geometry',
+           'QueryAttention', 'per_image', 'AttentionHead', 'glorot_init', 'HAttNet', 'hattnet_ctx', 'hattnet',
+           'SoftAttentionNet', 'HardAttentionNet', 'soft', 'hard', 'SpatialTransformerNet', 'sampled_region', 'stn',
+           'effective_attention']
 
 # %% ../../nbs/03_models.hattnet.ipynb #346c3fa5
 STAGE = [(3, 1, 0), (2, 2, 0)]  # one stage's valid 3x3 convolution and 2x2 pool, as (kernel, stride, padding)
@@ -33,6 +34,18 @@ def conv_stage(in_channels: int, channels: int = 32) -> nn.Sequential:
 def conv_trunk(in_channels: int = 3, channels: int = 32, stages: int = 4) -> nn.Sequential:
     "The paper's trunk: `stages` conv stages of `channels` channels."
     return nn.Sequential(*[conv_stage(in_channels if i == 0 else channels, channels) for i in range(stages)])
+
+def min_image_size(stages: int = 4) -> int:
+    "The smallest image side a trunk of `stages` stages takes: each stage's pool must keep at least one cell."
+    side = 1
+    for _ in range(stages): side = 2 * side + 2  # before a 2x2 pool, then before a valid 3x3 convolution
+    return side
+
+def check_image_size(image, stages: int):
+    "Raise one clear error when `image` is smaller than the trunk takes."
+    if min(image.shape[-2:]) < (side := min_image_size(stages)):
+        raise TdaError(f"images of {image.shape[-2]}x{image.shape[-1]} px are too small for a trunk of {stages} "
+                       f"stages, which needs at least {side}x{side}; resize them (the dataset's size) or use fewer stages.")
 
 def stage_geometry(stage: int, before_pool: bool = False) -> MapGeometry:
     "Where the cells of trunk stage `stage`'s output (1 is the first) sit in the image; `before_pool`: its conv's."
@@ -126,6 +139,7 @@ class HAttNet(nn.Module):
 
     def forward(self, image, query, image_id=None):
         "Logits, every layer's attention map and its geometry; questions with one `image_id` share the first stage."
+        check_image_size(image, len(self.trunk))
         x, maps = image, []
         for i, att in enumerate(self.attention):
             # the first stage does not see the query
@@ -159,6 +173,7 @@ class SoftAttentionNet(nn.Module):
 
     def forward(self, image, query, image_id=None):
         "Logits, the one attention map and its geometry; questions with one `image_id` share the trunk."
+        check_image_size(image, len(self.trunk))
         f = per_image(self.trunk, image, image_id)
         a = self.attention(f, query)
         return {'logits': self.head((a * f).sum((2, 3))), 'attention': [a], 'geometry': list(self.geometry)}
@@ -167,6 +182,7 @@ class HardAttentionNet(SoftAttentionNet):
     "HARD baseline: attention as a distribution over locations, trained on the marginal log-likelihood."
     def forward(self, image, query, image_id=None):
         "The marginal log-likelihood of each colour and the attention map."
+        check_image_size(image, len(self.trunk))
         f = per_image(self.trunk, image, image_id)
         a = self.attention(f, query)
         B, C, H, W = f.shape
