@@ -1,4 +1,5 @@
 "Shared fixtures: small real datasets of every variant, generated once per test session."
+import os
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,27 @@ from tda.data.mref import VARIANTS, generate_mref, mref_params
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {'train': 24, 'val': 8, 'test': 8}
+
+
+def pytest_configure(config):
+    "These tests test the package of their own checkout: refuse to test another one by mistake."
+    import tda
+    here = Path(tda.__file__).resolve().parent
+    if here != REPO/'tda':
+        raise pytest.UsageError(f"the tests of {REPO} import tda from {here}, another copy; install this checkout "
+                                f"first: pip install -e {REPO}")
+
+
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+    if workers > 1 and 'OMP_NUM_THREADS' not in os.environ:  # share the cores: a worker and its subprocesses
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+        os.environ['OMP_NUM_THREADS'] = str(max(1, cores // workers))
+        torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
+
+
+def pytest_xdist_auto_num_workers(config):
+    "`-n auto`: one worker per core, at most four (each worker trains small models and holds its own datasets)."
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1, 4))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,6 +1,7 @@
 "The trainer as users run it: `tda train` on one process and under `accelerate launch` on two."
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -26,8 +27,12 @@ def tda_train(*args):
 
 def launch(nproc, *args):
     # --multi_gpu starts torchrun; without CUDA Accelerate runs the processes on the CPU (gloo)
+    # a free rendezvous port: other tests may launch at the same time (pytest-xdist workers)
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
     return run([sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', str(nproc),
-                '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'tda.cli', 'train',
+                '--num_machines', '1', '--main_process_port', str(port), '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'tda.cli', 'train',
                 *map(str, args)])
 
 

@@ -276,7 +276,7 @@ def report_pretrained(out, files: dict, n_samples: int = 4, seed: int = 0, progr
     t0, cards = time.time(), pretrained_cards()
     results, samples, palette = {}, {}, None
     for v, fn in files.items():
-        names = [m for m, d in cards if d == v]
+        names = sorted((m for m, d in cards if d == v), key=lambda m: -TABLE1_MODELS.index(m) if m in TABLE1_MODELS else 0)  # the paper's order
         if not names: continue
         batch, idx, palette = sample_batch(fn, n_samples, seed)
         results[v], samples[v] = {}, _samples(batch, idx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import random
 import shutil
 import signal
 import socket
@@ -68,6 +69,7 @@ class Cluster:
 
     def write_conf(self):
         fields = dict(host=self.host, user=getpass.getuser(), ctld_port=_free_port(), d_port=_free_port(),
+                      first_job_id=random.randrange(1000, 1_000_000),
                       scratch=self.scratch, cpus=self.cpus, memory_mb=_memory_mb(), partition=self.partition)
         text = string.Template((HERE/'slurm.conf').read_text()).substitute(fields)
         self.conf.write_text(text)
