@@ -24,7 +24,7 @@ from ..data.mref import ensure_dataset
 from ..metrics import digit_segmentation, place_map, true_positive_strength, uniform_strength
 from ..models.hattnet import effective_attention
 from ..models.outputs import as_outputs
-from ..models.pretrained import interim_results, load_pretrained, pretrained_cards
+from ..models.pretrained import WEIGHTS_DIR, interim_results, load_pretrained, pretrained_cards
 from ..train import TrainConfig, config_diff, data_loader, evaluate, load_best, resolve_data, train
 from ..viz import (MODEL_LABELS, plot_accuracy_per_scale, plot_attention_layers, plot_pr_curves, plot_training_curves,
                      save_figure)
@@ -32,7 +32,7 @@ from ..viz import (MODEL_LABELS, plot_accuracy_per_scale, plot_attention_layers,
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'TABLE1_MODELS', 'attention_statistics', 'finished_run', 'run_entry', 'sample_batch',
            'attention_samples', 'format_table', 'write_table1', 'run_table1', 'report_table1', 'evaluate_pretrained',
-           'report_pretrained', 'test_best', 'unfinished_run']
+           'report_pretrained', 'test_best', 'unfinished_run', 'remeasure_cards']
 
 # %% ../../nbs/05a_experiments.table1.ipynb #657634bb
 PAPER_TABLE1 = {
@@ -305,3 +305,30 @@ def unfinished_run(run, progress: bool = False) -> dict:
     r = interim_results(run, test)
     return {**r, 'data': str(resolve_data(r['data'])), 'table': table, 'run_dir': str(Path(run).resolve()),
             'wall_seconds': None}
+
+# %% ../../nbs/05a_experiments.table1.ipynb #76096735
+def remeasure_cards(files: dict, folder=None, progress: bool = False) -> list[Path]:
+    """Measure again, with today's metrics, the test metrics of every card in `folder` (default: the package's) whose
+    dataset is in `files` (variant -> the file the weights were trained on), and rewrite the cards' `test`."""
+    folder, done = Path(folder) if folder else WEIGHTS_DIR, []
+    for (m, d), card in pretrained_cards(folder).items():
+        if d not in files: continue
+        fn = Path(files[d])
+        ds = MREFDataset(fn, 'test', in_memory=True)
+        got = ds.identity()
+        if got['content_sha256'] != card['data']['content_sha256']:
+            raise TdaError(f"{fn} is not the data the card {m}-{d}.json was trained on (its content differs); give the "
+                           f"file named on the card ({card['data']['file']}, seed {card['data']['seed']}), regenerated "
+                           f"with `tda data generate` if need be.")
+        cfg = TrainConfig(preset='seo2016', model=m, data=str(fn), progress=progress)
+        model = load_pretrained(m, d, folder=folder)
+        res = evaluate(model, data_loader(ds, cfg.eval_batch_size, False, cfg), cfg, progress=progress,
+                       desc=f'{m} test').compute()
+        keep = ('n', 'accuracy', 'tps', 'uniform_tps', 'pointing', 'accuracy_per_scale')
+        rec = run_record({'files': {d: str(fn)}})
+        new = {**{k: v for k, v in card.items() if k != 'weights'}, 'test': {k: res[k] for k in keep if k in res},
+               'test_measured': {'created': rec['created'], 'git': rec['git'], 'tda': rec['versions'].get('tda'),
+                                 'file': fn.name, 'previous': card['test']}}
+        write_json(folder/f"{m}-{d}.json", new, overwrite=True)
+        done.append(folder/f"{m}-{d}.json")
+    return done
