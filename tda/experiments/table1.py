@@ -7,6 +7,7 @@ Docs: https://tda-developers.github.io/tda/experiments.table1.html.md"""
 # %% ../../nbs/05a_experiments.table1.ipynb #798befb1
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import time
@@ -32,7 +33,7 @@ from ..viz import (MODEL_LABELS, plot_accuracy_per_scale, plot_attention_layers,
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'TABLE1_MODELS', 'attention_statistics', 'finished_run', 'run_entry', 'sample_batch',
            'attention_samples', 'format_table', 'write_table1', 'run_table1', 'report_table1', 'evaluate_pretrained',
-           'report_pretrained', 'test_best', 'unfinished_run', 'remeasure_cards']
+           'copy_run_records', 'report_pretrained', 'test_best', 'unfinished_run', 'remeasure_cards']
 
 # %% ../../nbs/05a_experiments.table1.ipynb #657634bb
 PAPER_TABLE1 = {
@@ -246,13 +247,7 @@ def report_table1(out, runs: dict, n_samples: int = 4, seed: int = 0, overwrite:
             samples[v]['models'][m] = attention_samples(load_best(run), batch)
             curves[(v, m)] = json.loads((Path(run)/'metrics.json').read_text())
     summary = write_table1(out, results, samples, palette, config, t0, curves)
-    for v, ms in runs.items():  # each run's own record beside the table: config, data identity, curves; no weights
-        for m, run in ms.items():
-            for f in ('run.json', 'results.json', 'metrics.csv'):
-                if not (Path(run)/f).exists(): continue  # a run still training has no results.json yet
-                dst = out/'runs'/v/m/f
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(dst, overwrite=True) as tmp: shutil.copyfile(Path(run)/f, tmp)
+    copy_run_records(out, runs)
     return summary
 
 def _samples(batch: dict, idx) -> dict:
@@ -271,10 +266,38 @@ def evaluate_pretrained(name: str, dataset: str, fn, progress: bool = False) -> 
            'source': f"shipped ({dataset})", 'card_accuracy': card['test']['accuracy'], '_table': m.table()}
     return row, model
 
-def report_pretrained(out, files: dict, n_samples: int = 4, seed: int = 0, progress: bool = False) -> dict | None:
-    "Every shipped model of each variant tested on the test split of `files[variant]`; the report written to `out`."
-    t0, cards = time.time(), pretrained_cards()
-    results, samples, palette = {}, {}, None
+def copy_run_records(out, runs: dict):
+    "Each run's own record (config, data identity, results, curve; no weights) into `out/runs/<variant>/<model>/`."
+    for v, ms in runs.items():
+        for m, run in ms.items():
+            for f in ('run.json', 'results.json', 'metrics.csv'):
+                if not (Path(run)/f).exists(): continue  # a run still training has no results.json yet
+                dst = out/'runs'/v/m/f
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(dst, overwrite=True) as tmp: shutil.copyfile(Path(run)/f, tmp)
+
+def _record_curve(rec: Path, card: dict) -> list[dict] | None:
+    "The training curve of the run record `rec` if it is the record of the weights of `card`, else None."
+    if not (rec/'metrics.csv').exists() or not (rec/'run.json').exists(): return None
+    if json.loads((rec/'run.json').read_text()).get('created') != card.get('trained'): return None
+    with open(rec/'metrics.csv', newline='') as f:
+        return [{k: float(x) for k, x in r.items() if x not in ('', None)} for r in csv.DictReader(f)]
+
+def report_pretrained(out, files: dict, n_samples: int = 4, seed: int = 0, progress: bool = False,
+                      records: dict | None = None) -> dict | None:
+    """Every shipped model of each variant tested on the test split of `files[variant]`; the report written to `out`.
+    `records` (`{variant: {model: run folder}}`): the training runs of shipped weights, whose records are copied
+    into `out/runs/`; the training curves are drawn from every record there that belongs to the shipped weights."""
+    t0, cards, out = time.time(), pretrained_cards(), Path(out)
+    for v, ms in (records or {}).items():
+        for m, run in ms.items():
+            made = json.loads((Path(run)/'run.json').read_text()).get('created')
+            if (m, v) not in cards or made != cards[(m, v)].get('trained'):
+                raise TdaError(f"{run} is not the training run of the shipped {m} weights for {v} (its run.json was "
+                               f"made {made}; the card says {cards.get((m, v), {}).get('trained')}); leave it out of "
+                               f"records=, or export its weights first (tda.models.pretrained.export_pretrained).")
+    copy_run_records(out, records or {})
+    results, samples, palette, curves = {}, {}, None, {}
     for v, fn in files.items():
         names = sorted((m for m, d in cards if d == v), key=lambda m: -TABLE1_MODELS.index(m) if m in TABLE1_MODELS else 0)  # the paper's order
         if not names: continue
@@ -283,10 +306,11 @@ def report_pretrained(out, files: dict, n_samples: int = 4, seed: int = 0, progr
         for m in names:
             results[v][m], model = evaluate_pretrained(m, v, fn, progress)
             samples[v]['models'][m] = attention_samples(model, batch)
+            if (c := _record_curve(out/'runs'/v/m, cards[(m, v)])): curves[(v, m)] = c
     if not results: return None
     config = {'files': {v: str(f) for v, f in files.items()}, 'n_samples': n_samples, 'seed': seed,
               'weights': {f"{m}:{d}": c['weights_sha256'] for (m, d), c in cards.items()}}
-    return write_table1(out, results, samples, palette, config, t0)
+    return write_table1(out, results, samples, palette, config, t0, curves or None)
 
 # %% ../../nbs/05a_experiments.table1.ipynb #be0fee6e
 def test_best(run, progress: bool = False) -> dict:
