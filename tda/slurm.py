@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .core import TdaError, write_json, writer_lock
-from .sweep import (Sweep, SweepRun, _alive, _describe, collect_sweep, finish_run, papermill_command,
+from .sweep import (Sweep, SweepRun, _alive, _describe, collect_sweep, finish_run, papermill_command, run_scratch,
                        prepare_run, run_state)
 
 # %% auto #0
@@ -130,9 +130,9 @@ def _run_job(sw: Sweep, root: str, run: SweepRun) -> dict:
                               'restarts': restarts})
     print(f"tda: {'resuming' if resuming else 'running'} {d} (job {rec.get('job_id', job)})", flush=True)
     t0, started = time.time(), _now()
-    with open(d/'papermill.log', 'a' if resuming else 'w') as log:
+    with open(d/'papermill.log', 'a' if resuming else 'w') as log, run_scratch() as scratch:
         p = subprocess.Popen(papermill_command(sw, d), stdout=log, stderr=subprocess.STDOUT, cwd=d,
-                             env={**os.environ, **env})
+                             env={**os.environ, **env, 'TMPDIR': scratch})
         rc = p.wait()
     if stopped or rc < 0 or _trainer_requeued(d, job, restarts):
         why = 'requeued by its training' if _trainer_requeued(d, job, restarts) else 'stopped'

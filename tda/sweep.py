@@ -17,9 +17,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,8 +36,8 @@ from .notebooks import experiments_dir, find_notebook, format_parameters, notebo
 
 # %% auto #0
 __all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SweepRun', 'run_id', 'Sweep', 'check_sweep', 'load_sweep', 'sweep_dir', 'run_state',
-           'visible_gpus', 'slot_environment', 'prepare_run', 'papermill_command', 'finish_run', 'plan_sweep',
-           'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep', 'collect_sweep', 'experiments_dir',
+           'visible_gpus', 'slot_environment', 'prepare_run', 'papermill_command', 'run_scratch', 'finish_run',
+           'plan_sweep', 'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep', 'collect_sweep', 'experiments_dir',
            'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error']
 
 # %% ../nbs/07_sweep.ipynb #6d4b32db
@@ -241,6 +243,15 @@ def papermill_command(sw: Sweep, d: Path) -> list[str]:
             str(d/'parameters.yaml'), '--cwd', str(d), '--no-progress-bar', '--stdout-file', str(d/'stdout.txt'),
             '--stderr-file', str(d/'stderr.txt')]
 
+@contextmanager
+def run_scratch():
+    """A new scratch folder for one notebook run, to be its TMPDIR: the kernel's connection file and the notebook's own
+    temporary files go there, and the folder is removed when the run ends, however it ended (a kernel killed with
+    its notebook leaves its connection file behind)."""
+    tmp = tempfile.mkdtemp(prefix='tda-run-')
+    try: yield tmp
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
 def finish_run(d: Path, rc: int, started: str, t0: float, env: dict) -> dict:
     "Write `status.json` of run folder `d`: done, or failed with the notebook's failing cell (else papermill's log)."
     status = {'status': 'done' if rc == 0 else 'failed', 'returncode': rc, 'started': started,
@@ -273,8 +284,9 @@ class _Runner:
         cmd = papermill_command(self.sw, d)
         t0, started = time.time(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')
         if self.stopping.is_set(): return {'status': 'interrupted'}
-        with open(d/'papermill.log', 'w') as log:
-            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=d)
+        with open(d/'papermill.log', 'w') as log, run_scratch() as scratch:
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env, 'TMPDIR': scratch},
+                                 cwd=d)
             with self.lock: self.procs.add(p)
             (d/'pid').write_text(str(p.pid))
             rc = p.wait()
