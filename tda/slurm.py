@@ -130,7 +130,7 @@ def _run_job(sw: Sweep, root: str, run: SweepRun) -> dict:
                               'restarts': restarts})
     print(f"tda: {'resuming' if resuming else 'running'} {d} (job {rec.get('job_id', job)})", flush=True)
     t0, started = time.time(), _now()
-    with open(d/'papermill.log', 'a' if resuming else 'w') as log, run_scratch() as scratch:
+    with open(d/'papermill.log', 'a' if resuming else 'w') as log, run_scratch(d) as scratch:
         p = subprocess.Popen(papermill_command(sw, d), stdout=log, stderr=subprocess.STDOUT, cwd=d,
                              env={**os.environ, **env, 'TMPDIR': scratch})
         rc = p.wait()

@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -244,12 +243,14 @@ def papermill_command(sw: Sweep, d: Path) -> list[str]:
             '--stderr-file', str(d/'stderr.txt')]
 
 @contextmanager
-def run_scratch():
-    """A new scratch folder for one notebook run, to be its TMPDIR: the kernel's connection file and the notebook's own
-    temporary files go there, and the folder is removed when the run ends, however it ended (a kernel killed with
-    its notebook leaves its connection file behind)."""
-    tmp = tempfile.mkdtemp(prefix='tda-run-')
-    try: yield tmp
+def run_scratch(d: Path):
+    """`<d>/tmp`, made afresh, the TMPDIR of the notebook run in folder `d`: the kernel's connection file and the
+    notebook's own temporary files go there (a kernel killed with its notebook leaves its connection file behind), and
+    it is removed when the run ends; what a run killed outright leaves there goes when its folder is made again."""
+    tmp = Path(d)/'tmp'
+    if tmp.exists(): shutil.rmtree(tmp)
+    tmp.mkdir()
+    try: yield str(tmp)
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 def finish_run(d: Path, rc: int, started: str, t0: float, env: dict) -> dict:
@@ -284,7 +285,7 @@ class _Runner:
         cmd = papermill_command(self.sw, d)
         t0, started = time.time(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')
         if self.stopping.is_set(): return {'status': 'interrupted'}
-        with open(d/'papermill.log', 'w') as log, run_scratch() as scratch:
+        with open(d/'papermill.log', 'w') as log, run_scratch(d) as scratch:
             p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env, 'TMPDIR': scratch},
                                  cwd=d)
             with self.lock: self.procs.add(p)

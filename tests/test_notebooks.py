@@ -1,5 +1,6 @@
 "The tests inside the library notebooks (nbs/*.ipynb) and the front page, run as nbdev-test runs them."
 import signal
+import tempfile
 
 import pytest
 from nbdev.config import get_config
@@ -16,6 +17,11 @@ NOTEBOOKS = sorted((REPO/'nbs').glob('[0-9]*.ipynb')) + [REPO/'nbs'/'index.ipynb
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook(nb, env_paths, monkeypatch):
     monkeypatch.chdir(REPO)
+    # the notebook's temporary folders under this test's own (pytest removes old ones): a notebook removes them when
+    # it ends, but an xdist worker exits without the interpreter's exit hooks
+    (env_paths/'tmp').mkdir()
+    monkeypatch.setattr(tempfile, 'tempdir', str(env_paths/'tmp'))
+    monkeypatch.setenv('TMPDIR', str(env_paths/'tmp'))
     flags = get_config().tst_flags
     sigint = signal.getsignal(signal.SIGINT)  # nbdev's test_nb installs its own Ctrl-C handler and leaves it there
     # a notebook's cells register their own copies of its classes in this process's registries: put ours back after,
