@@ -255,9 +255,9 @@ def _samples(batch: dict, idx) -> dict:
             'image': (batch['image'].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)}
 
 # %% ../../nbs/05a_experiments.table1.ipynb #70e1c961
-def evaluate_pretrained(name: str, dataset: str, fn, progress: bool = False) -> tuple[dict, nn.Module]:
-    "A table row for our shipped weights of `name` trained on `dataset`, tested on the test split of file `fn`."
-    model, card = load_pretrained(name, dataset), pretrained_cards()[(name, dataset)]
+def evaluate_pretrained(name: str, dataset: str, fn, progress: bool = False, folder=None) -> tuple[dict, nn.Module]:
+    "A table row for our shipped weights of `name` trained on `dataset` (or those in `folder`), tested on the test split of file `fn`."
+    model, card = load_pretrained(name, dataset, folder=folder), pretrained_cards(folder)[(name, dataset)]
     cfg = TrainConfig(preset='seo2016', model=name, data=str(fn), progress=progress)
     test = MREFDataset(fn, 'test', in_memory=True)
     m = evaluate(model, data_loader(test, cfg.eval_batch_size, False, cfg), cfg, progress=progress, desc=f'{name} test')
@@ -335,19 +335,16 @@ def remeasure_cards(files: dict, folder=None, progress: bool = False) -> list[Pa
     """Measure again, with today's metrics, the test metrics of every card in `folder` (default: the package's) whose
     dataset is in `files` (variant -> the file the weights were trained on), and rewrite the cards' `test`."""
     folder, done = Path(folder) if folder else WEIGHTS_DIR, []
+    identity = {}  # one file's identity, hashed once for all its cards
     for (m, d), card in pretrained_cards(folder).items():
         if d not in files: continue
         fn = Path(files[d])
-        ds = MREFDataset(fn, 'test', in_memory=True)
-        got = ds.identity()
-        if got['content_sha256'] != card['data']['content_sha256']:
+        if fn not in identity: identity[fn] = MREFDataset(fn, 'test').identity()
+        if identity[fn]['content_sha256'] != card['data']['content_sha256']:
             raise TdaError(f"{fn} is not the data the card {m}-{d}.json was trained on (its content differs); give the "
                            f"file named on the card ({card['data']['file']}, seed {card['data']['seed']}), regenerated "
                            f"with `tda data generate` if need be.")
-        cfg = TrainConfig(preset='seo2016', model=m, data=str(fn), progress=progress)
-        model = load_pretrained(m, d, folder=folder)
-        res = evaluate(model, data_loader(ds, cfg.eval_batch_size, False, cfg), cfg, progress=progress,
-                       desc=f'{m} test').compute()
+        res, _ = evaluate_pretrained(m, d, fn, progress, folder=folder)
         keep = ('n', 'accuracy', 'tps', 'uniform_tps', 'pointing', 'accuracy_per_scale')
         rec = run_record({'files': {d: str(fn)}})
         new = {**{k: v for k, v in card.items() if k != 'weights'}, 'test': {k: res[k] for k in keep if k in res},
