@@ -256,7 +256,7 @@ def _samples(batch: dict, idx) -> dict:
 
 # %% ../../nbs/05a_experiments.table1.ipynb #70e1c961
 def evaluate_pretrained(name: str, dataset: str, fn, progress: bool = False, folder=None) -> tuple[dict, nn.Module]:
-    "A table row for our shipped weights of `name` trained on `dataset` (or those in `folder`), tested on the test split of file `fn`."
+    "A table row for our weights of `name` trained on `dataset` (`folder`: else the package's), tested on `fn`'s test split."
     model, card = load_pretrained(name, dataset, folder=folder), pretrained_cards(folder)[(name, dataset)]
     cfg = TrainConfig(preset='seo2016', model=name, data=str(fn), progress=progress)
     test = MREFDataset(fn, 'test', in_memory=True)
