@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath
 from .core import TdaError, atomic_path, find_file, find_settings_file, outside_nbs, shipped_root
 
 # %% auto #0
-__all__ = ['experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error', 'docs_site',
-           'doc_page', 'shipped_tutorials', 'copy_tutorials']
+__all__ = ['experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error', 'write_experiment',
+           'docs_site', 'doc_page', 'shipped_tutorials', 'copy_tutorials']
 
 # %% ../nbs/06a_notebooks.ipynb #591f85ea
 def experiments_dir() -> Path | None:
@@ -68,6 +68,19 @@ def notebook_error(nb) -> dict | None:
                 return {'cell': i, 'execution_count': c.get('execution_count'), 'source': c.source,
                         'ename': o.get('ename'), 'evalue': o.get('evalue'), 'traceback': tb.splitlines()[-15:]}
     return None
+
+# %% ../nbs/06a_notebooks.ipynb #3a72d9b8
+def write_experiment(path, parameters: str, cells=(), overwrite: bool = False) -> Path:
+    """Write an experiment notebook papermill can run: a code cell of `parameters` (tagged `parameters`; one
+    `name = default  # help` a line), then one code cell for each of `cells`."""
+    import nbformat
+    nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3',
+                                                           'language': 'python'}})
+    p = nbformat.v4.new_code_cell(parameters)
+    p.metadata['tags'] = ['parameters']
+    nb.cells = [p, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    with atomic_path(path, overwrite) as tmp: nbformat.write(nb, str(tmp))
+    return Path(path)
 
 # %% ../nbs/06a_notebooks.ipynb #09de0962
 def docs_site() -> str:

@@ -18,65 +18,16 @@ import time
 from pathlib import Path
 
 from .core import TdaError, write_json, writer_lock
-from .sweep import (Sweep, SweepRun, _alive, _describe, collect_sweep, finish_run, papermill_command, run_scratch,
-                       prepare_run, run_state)
+from .sweep_runs import (Sweep, SweepRun, _alive, _describe, finish_run, papermill_command, prepare_run, run_scratch,
+                            run_state, slurm_options)
 
 # %% auto #0
-__all__ = ['SLURM_KEYS', 'WARNING_SIGNAL', 'INSTALL', 'time_minutes', 'slurm_options', 'sbatch_parameters', 'run_job',
-           'submit_runs', 'slurm_states', 'active_jobs', 'sweep_status', 'print_status', 'cancel_sweep', 'wait_sweep',
-           'submit_sweep']
+__all__ = ['WARNING_SIGNAL', 'INSTALL', 'sbatch_parameters', 'run_job', 'submit_runs', 'slurm_states', 'active_jobs',
+           'sweep_status', 'print_status', 'cancel_sweep', 'wait_sweep', 'submit_sweep']
 
-# %% ../nbs/07a_slurm.ipynb #61a186d5
-SLURM_KEYS = ('partition', 'gpus', 'cpus', 'mem', 'time', 'account', 'qos', 'max_running', 'signal_seconds',
-              'sbatch', 'setup')
+# %% ../nbs/07a_slurm.ipynb #0b0f0fff
 WARNING_SIGNAL = 'USR1'  # what `tda.train.Preemption` catches: the trainer saves, requeues its job and resumes
 INSTALL = "pip install 'tda-attention[slurm]'"
-
-def time_minutes(t) -> int:
-    "A SLURM time limit in minutes: a number of minutes, or `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`."
-    if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0: return max(1, round(t))
-    m = re.fullmatch(r'(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?', str(t).strip())
-    if m is None or str(t).strip() in ('', '0'):
-        raise TdaError(f"slurm time {t!r} is not a time limit; give minutes (120) or HH:MM:SS (2:00:00).")
-    d, a, b, c = (int(x) if x else None for x in m.groups())
-    if d is not None: h, mi, s = a, b or 0, c or 0              # D-HH[:MM[:SS]]
-    elif c is not None: h, mi, s = a, b, c                       # HH:MM:SS
-    elif b is not None: h, mi, s = 0, a, b                       # MM:SS
-    else: h, mi, s = 0, a, 0                                     # MM
-    return max(1, (d or 0) * 1440 + h * 60 + mi + (1 if s else 0))
-
-def _count(opts: dict, k: str, low: int):
-    v = opts[k]
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise TdaError(f"slurm {k} must be a whole number of at least {low}, not {v!r}.")
-
-def _lines(opts: dict, k: str) -> list[str]:
-    v = [opts[k]] if isinstance(opts[k], str) else opts[k]
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise TdaError(f"slurm {k} must be a list of lines, e.g. {k}: ['--constraint=a100'].")
-    return v
-
-def slurm_options(section: dict | None = None, **given) -> dict:
-    """The SLURM resources of each run: the sweep file's `slurm:` section, with the options `given` (those not None)
-    taking precedence; checked, with the time limit in minutes and the memory as sbatch writes it."""
-    if section is not None and not isinstance(section, dict):
-        raise TdaError("the sweep's `slurm:` must be a mapping, e.g. slurm: {partition: gpu, gpus: 1}.")
-    o = {**(section or {}), **{k: v for k, v in given.items() if v is not None}}
-    bad = sorted(set(o) - set(SLURM_KEYS))
-    if bad: raise TdaError(f"unknown slurm option(s) {bad}; the options are {', '.join(SLURM_KEYS)}.")
-    for k, low in (('gpus', 0), ('cpus', 1), ('max_running', 1), ('signal_seconds', 10)):
-        if k in o: _count(o, k, low)
-    if 'time' in o: o['time'] = time_minutes(o['time'])
-    if 'mem' in o:
-        mem = f"{o['mem']}G" if isinstance(o['mem'], int) and not isinstance(o['mem'], bool) else str(o['mem'])
-        if not re.fullmatch(r'\d+[KMGT]?', mem):
-            raise TdaError(f"slurm mem {o['mem']!r} is not an amount of memory; e.g. 32G, 500M, or 32 (gigabytes).")
-        o['mem'] = mem
-    for k in ('sbatch', 'setup'):
-        if k in o: o[k] = _lines(o, k)
-    for k in ('partition', 'account', 'qos'):
-        if k in o and not isinstance(o[k], str): o[k] = str(o[k])
-    return o
 
 # %% ../nbs/07a_slurm.ipynb #48e3e7d7
 def _sbatch_option(line: str) -> tuple[str, str | bool]:
@@ -296,7 +247,7 @@ def wait_sweep(sw: Sweep, root: Path, run_ids: list[str], progress: bool = True,
 
 # %% ../nbs/07a_slurm.ipynb #1d403955
 def submit_sweep(sw: Sweep, root: Path, plan: dict, report: dict, options: dict | None = None, wait: bool = False,
-                 collect: bool = True, progress: bool = True) -> dict:
+                 progress: bool = True) -> dict:
     """Submit the runs `plan` says to run (see `tda.sweep.plan_sweep`) as SLURM jobs, with the sweep's resources
     and `options`; with `wait`, wait for them and for those already queued. Adds to `report` 'executor',
     'submitted' (run id -> job id) and 'queued'; after waiting, 'done', 'failed', 'ran' and 'stopped'."""
@@ -321,6 +272,4 @@ def submit_sweep(sw: Sweep, root: Path, plan: dict, report: dict, options: dict 
             raise
         report['done'] = sorted(report['done'] + ended['done'], key=[r.id for r in sw.expand()].index)
         report.update(failed=ended['failed'], stopped=ended['stopped'], ran=ended['done'] + ended['failed'])
-    if collect and report['done']:
-        report['collected'] = collect_sweep(root, progress=progress)['files']
     return report

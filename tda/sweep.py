@@ -8,197 +8,35 @@ Docs: https://tda-developers.github.io/tda/sweep.html.md"""
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import itertools
 import json
 import os
 import queue
-import re
-import shutil
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from .core import (TdaError, atomic_path, find_file, get_settings, outside_nbs, read_yaml, resolve_path, run_record,
-                      write_json, writer_lock)
+from .core import TdaError, atomic_path, write_json, writer_lock
 from .notebooks import experiments_dir, find_notebook, format_parameters, notebook_error, notebook_parameters
+from .slurm import active_jobs, submit_sweep
+from .sweep_runs import (Sweep, SweepRun, _alive, _describe, _fmt, _jsonable, check_sweep, finish_run, load_sweep,
+                            papermill_command, prepare_run, run_scratch, run_state, sweep_dir)
 
 # %% auto #0
-__all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SweepRun', 'run_id', 'Sweep', 'check_sweep', 'load_sweep', 'sweep_dir', 'run_state',
-           'visible_gpus', 'slot_environment', 'prepare_run', 'papermill_command', 'run_scratch', 'finish_run',
-           'plan_sweep', 'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep', 'collect_sweep', 'experiments_dir',
-           'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error']
+__all__ = ['visible_gpus', 'slot_environment', 'plan_sweep', 'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep',
+           'collect_sweep', 'Sweep', 'SweepRun', 'load_sweep', 'check_sweep', 'sweep_dir', 'run_state',
+           'experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error']
 
 # %% ../nbs/07_sweep.ipynb #6d4b32db
-_all_ = ['experiments_dir', 'find_notebook', 'notebook_parameters', 'format_parameters', 'notebook_error']
-
-# %% ../nbs/07_sweep.ipynb #3f02e8db
-SWEEP_KEYS = ('name', 'notebook', 'parameters', 'grid', 'runs', 'collect', 'output_parameter', 'slurm')
-COLLECT_KEYS = ('metrics', 'over')
-
-@dataclass
-class SweepRun:
-    "One run of a sweep: its id, every parameter the sweep gives it, and the ones that name it."
-    id: str
-    params: dict
-    naming: dict
-
-def _fmt(v) -> str:
-    if isinstance(v, bool): return str(v).lower()
-    if isinstance(v, (list, tuple)): return '+'.join(_fmt(x) for x in v)
-    if isinstance(v, dict): return _digest(v)
-    return str(v)
-
-def _digest(v) -> str: return hashlib.sha1(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-def run_id(naming: dict) -> str:
-    "A readable, stable folder name for a run from the parameters that name it."
-    if not naming: return 'base'
-    s = re.sub(r'[^A-Za-z0-9._+=,-]', '-', ','.join(f"{k}={_fmt(v)}" for k, v in naming.items()))
-    return s if len(s) <= 80 else f"{s[:71]}-{_digest(naming)}"
-
-# %% ../nbs/07_sweep.ipynb #046c8676
-@dataclass
-class Sweep:
-    "A sweep: a notebook, the parameters every run shares, a grid and/or a list of runs."
-    name: str
-    notebook: Path
-    parameters: dict = field(default_factory=dict)
-    grid: dict = field(default_factory=dict)
-    runs: list = field(default_factory=list)
-    collect: dict = field(default_factory=dict)
-    output_parameter: str | None = 'output_dir'
-    source: Path | None = None
-    slurm: dict = field(default_factory=dict)  # SLURM resources of each run (see tda.slurm)
-
-    def expand(self) -> list[SweepRun]:
-        "Every run: each entry of `runs` (or one empty entry) crossed with every combination of the grid."
-        combos = [dict(zip(self.grid, vs)) for vs in itertools.product(*self.grid.values())]
-        return [SweepRun(run_id(n), {**self.parameters, **n}, n)
-                for r in (self.runs or [{}]) for n in ({**r, **c} for c in combos)]
-
-    def to_dict(self) -> dict:
-        "The sweep as a plain dict."
-        return {**asdict(self), 'notebook': str(self.notebook), 'source': str(self.source) if self.source else None}
-
-def _type_problem(name, value, default) -> str | None:
-    "Why `value` cannot stand for a parameter whose default is `default` (None if it can)."
-    num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
-    if isinstance(default, bool) and not isinstance(value, bool):
-        return f"{name} is a flag (default {default}), not {value!r}"
-    if num(default) and not num(value): return f"{name} is a number (default {default}), not {value!r}"
-    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) \
-            and not value.is_integer():
-        return f"{name} is a whole number (default {default}), not {value!r}"
-    return None
-
-def check_sweep(sw: Sweep) -> list[SweepRun]:
-    "Check `sw` against its notebook; its runs, or one `TdaError` naming every problem and the fix."
-    for k in ('parameters', 'grid', 'collect', 'slurm'):
-        if not isinstance(getattr(sw, k), dict):
-            raise TdaError(f"sweep {sw.name}: `{k}` must be a mapping of name: value.")
-    if not isinstance(sw.runs, list) or not all(isinstance(r, dict) and r for r in sw.runs):
-        raise TdaError(f"sweep {sw.name}: `runs` must be a list of non-empty mappings, e.g. [{{seed: 1}}, {{seed: 2, "
-                       f"epochs: 5}}].")
-    bad = [k for k, v in sw.grid.items() if not isinstance(v, list) or not v]
-    if bad:
-        raise TdaError(f"sweep {sw.name}: grid entries {bad} must be non-empty lists of values, e.g. seed: [0, 1, 2].")
-    both = sorted(set(sw.parameters) & set(sw.grid))
-    if both:
-        raise TdaError(f"sweep {sw.name}: {both} are both fixed `parameters` and in the `grid`; keep each in one "
-                       "place.")
-    both = sorted({k for r in sw.runs for k in r} & set(sw.grid))
-    if both: raise TdaError(f"sweep {sw.name}: {both} are set by `runs` and by the `grid`; keep each in one place.")
-    m = sw.collect.get('metrics')
-    if m is not None and not (isinstance(m, list) and all(isinstance(x, str) for x in m)):
-        raise TdaError(f"sweep {sw.name}: collect.metrics must be a list of column names, e.g. [accuracy, tps].")
-    if set(sw.collect) - set(COLLECT_KEYS):
-        raise TdaError(f"sweep {sw.name}: unknown `collect` keys {sorted(set(sw.collect) - set(COLLECT_KEYS))}; "
-                       f"known: {', '.join(COLLECT_KEYS)}.")
-    if sw.slurm:  # checked here too, so that a mistake shows before anything runs, whatever the executor
-        from tda.slurm import slurm_options
-        try: slurm_options(sw.slurm)
-        except TdaError as e: raise TdaError(f"sweep {sw.name}: {e}") from None
-    ps = notebook_parameters(sw.notebook)
-    runs = sw.expand()
-    named = {k for r in runs for k in r.params}
-    unknown = sorted(named - set(ps))
-    if unknown: raise TdaError(f"sweep {sw.name}: {sw.notebook.name} has no parameter(s) {unknown}; its parameters are "
-                               f"{', '.join(ps)} (see `tda sweep --show {sw.notebook.name}`).")
-    op = sw.output_parameter
-    if op is not None and op not in ps:
-        raise TdaError(f"sweep {sw.name}: {sw.notebook.name} has no parameter {op!r} for the run's output folder; "
-                       f"set `output_parameter:` to the one it has, or to null if it writes into its working folder.")
-    if op in named:
-        raise TdaError(f"sweep {sw.name}: {op} is set by tda sweep to each run's folder; remove it from the sweep.")
-    problems = sorted({p for r in runs for k, v in r.params.items() if (p := _type_problem(k, v, ps[k]['value']))})
-    if problems:
-        raise TdaError(f"sweep {sw.name}: {'; '.join(problems)}. Write the value as the notebook's default is written.")
-    ids = [r.id for r in runs]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
-    if dup: raise TdaError(f"sweep {sw.name}: several runs share the id(s) {dup}; make every run's parameters differ.")
-    return runs
-
-_NAME = re.compile(r'[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*')  # one folder: no '/', not '.' or '..', not hidden
-
-def _folder_name(name: str) -> str:
-    "`name` if it can name the sweep's folder inside the runs folder; else a `TdaError`."
-    if not _NAME.fullmatch(name):
-        raise TdaError(f"sweep name {name!r} must be a folder name of letters, digits and . _ + = , - that does not "
-                       f"start with a dot; change `name:` (or the file name).")
-    return name
-
-def load_sweep(path) -> Sweep:
-    "Read and check the sweep file `path`."
-    path = find_file(path, 'sweep file')
-    d = read_yaml(path, 'sweep file', 'see nbs/experiments/*.sweep.yaml for examples')
-    bad = sorted(set(d) - set(SWEEP_KEYS))
-    if bad: raise TdaError(f"sweep file {path}: unknown key(s) {bad}; the keys are {', '.join(SWEEP_KEYS)}.")
-    if 'notebook' not in d: raise TdaError(f"sweep file {path} names no `notebook:`; e.g. notebook: mref_table1.ipynb.")
-    name = str(d.get('name') or path.name.removesuffix('.yaml').removesuffix('.yml').removesuffix('.sweep'))
-    _folder_name(name)
-    sw = Sweep(name, find_notebook(d['notebook'], path.parent),
-               **{k: d[k] for k in SWEEP_KEYS[2:] if k in d and d[k] is not None},
-               source=path.resolve())
-    if 'output_parameter' in d: sw.output_parameter = d['output_parameter']
-    check_sweep(sw)
-    return sw
+_all_ = ['Sweep', 'SweepRun', 'load_sweep', 'check_sweep', 'sweep_dir', 'run_state', 'experiments_dir', 'find_notebook',
+         'notebook_parameters', 'format_parameters', 'notebook_error']
 
 # %% ../nbs/07_sweep.ipynb #db588798
-def sweep_dir(sw: Sweep, out=None) -> Path:
-    "Where the runs of `sw` go: `out`, or `<runs_dir>/<name>` (never outside it: a `Sweep` may be made in Python)."
-    d = resolve_path(out, 'runs') if out else (get_settings().runs_dir/_folder_name(sw.name)).resolve()
-    outside_nbs(d, 'the sweep folder')
-    return d
-
-def run_state(run: Path) -> str | None:
-    "None (no folder), 'incomplete' (no status.json), or the status: 'done' | 'failed'."
-    if not run.exists(): return None
-    st = run/'status.json'
-    return json.loads(st.read_text())['status'] if st.exists() else 'incomplete'
-
-def _alive(run: Path) -> int | None:
-    "The pid of the papermill process still running `run`, if any."
-    try: pid = int((run/'pid').read_text())
-    except (OSError, ValueError): return None
-    try: os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError): return None
-    cmd = Path(f'/proc/{pid}/cmdline')
-    if cmd.exists() and str(run) not in cmd.read_bytes().replace(b'\0', b' ').decode(errors='replace'): return None
-    return pid
-
-def _jsonable(x): return json.loads(json.dumps(x, default=str))
-
 def visible_gpus() -> list[str]:
     "The CUDA devices runs may use: `CUDA_VISIBLE_DEVICES` when set, else every device torch sees."
     v = os.environ.get('CUDA_VISIBLE_DEVICES')
@@ -214,55 +52,8 @@ def slot_environment(slot: int, jobs: int, devices: list[str]) -> dict:
         env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // jobs))
     return env
 
-# %% ../nbs/07_sweep.ipynb #d2e59fe4
-def _describe(err: dict) -> str:
-    where = f" [code cell {err['cell']} of the notebook, In [{err['execution_count']}]]" if 'cell' in err else ''
-    return f"{err.get('ename')}: {err.get('evalue')}{where}"
 
 # %% ../nbs/07_sweep.ipynb #cb33a138
-def prepare_run(sw: Sweep, d: Path, run: SweepRun, env: dict, executor: str = 'local', keep=()) -> Path:
-    "Make the folder `d` of `run` afresh (but the files named in `keep`): its parameters and its run record."
-    if d.exists():
-        for p in d.iterdir():
-            if p.name in keep: continue
-            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
-            else: p.unlink()
-    (d/'output').mkdir(parents=True)
-    params = dict(run.params)
-    if sw.output_parameter: params[sw.output_parameter] = str(d/'output')
-    (d/'parameters.yaml').write_text(yaml.safe_dump(_jsonable(params), sort_keys=False))
-    config = {'sweep': sw.name, 'run_id': run.id, 'notebook': str(sw.notebook), 'parameters': _jsonable(run.params),
-              'naming': _jsonable(run.naming), 'output_parameter': sw.output_parameter, 'environment': env}
-    write_json(d/'run.json', run_record(config, seed=run.params.get('seed'), executor=executor))
-    return d
-
-def papermill_command(sw: Sweep, d: Path) -> list[str]:
-    "The papermill command that runs the notebook of `sw` into run folder `d`."
-    return [sys.executable, '-m', 'papermill', str(sw.notebook), str(d/'notebook.ipynb'), '-f',
-            str(d/'parameters.yaml'), '--cwd', str(d), '--no-progress-bar', '--stdout-file', str(d/'stdout.txt'),
-            '--stderr-file', str(d/'stderr.txt')]
-
-@contextmanager
-def run_scratch(d: Path):
-    """`<d>/tmp`, made afresh, the TMPDIR of the notebook run in folder `d`: the kernel's connection file and the
-    notebook's own temporary files go there (a kernel killed with its notebook leaves its connection file behind), and
-    it is removed when the run ends; what a run killed outright leaves there goes when its folder is made again."""
-    tmp = Path(d)/'tmp'
-    if tmp.exists(): shutil.rmtree(tmp)
-    tmp.mkdir()
-    try: yield str(tmp)
-    finally: shutil.rmtree(tmp, ignore_errors=True)
-
-def finish_run(d: Path, rc: int, started: str, t0: float, env: dict) -> dict:
-    "Write `status.json` of run folder `d`: done, or failed with the notebook's failing cell (else papermill's log)."
-    status = {'status': 'done' if rc == 0 else 'failed', 'returncode': rc, 'started': started,
-              'wall_seconds': round(time.time() - t0, 1), 'environment': env}
-    if rc:
-        log_tail = (d/'papermill.log').read_text(errors='replace').strip().splitlines()[-5:]
-        status['error'] = notebook_error(d/'notebook.ipynb') or {'ename': 'papermill', 'evalue': ' / '.join(log_tail)}
-    write_json(d/'status.json', status)
-    return status
-
 class _Runner:
     "Runs the papermill processes of one sweep invocation and stops them all on an interrupt."
     def __init__(self, sw: Sweep, root: Path, jobs: int, devices: list[str]):
@@ -300,11 +91,11 @@ class _Runner:
         with self.lock:
             for p in self.procs: p.terminate()
 
+
 # %% ../nbs/07_sweep.ipynb #24822db7
 def _queued_on_slurm(root: Path, runs: list[SweepRun]) -> dict:
     "Run id -> SLURM job id of the runs whose job is pending or running (asked of SLURM only if a run has a job)."
     if not any((root/r.id/'job.json').is_file() for r in runs): return {}
-    from tda.slurm import active_jobs
     return active_jobs(root, [r.id for r in runs])
 
 def plan_sweep(sw: Sweep, root: Path, retry_failed: bool = False, overwrite: bool = False,
@@ -346,6 +137,7 @@ def plan_sweep(sw: Sweep, root: Path, retry_failed: bool = False, overwrite: boo
                        f"to run them again, or give the sweep another name.")
     return plan
 
+# %% ../nbs/07_sweep.ipynb #06e796ae
 def run_sweep(sweep, jobs: int = 1, retry_failed: bool = False, overwrite: bool = False, out=None,
               devices: list[str] | None = None, progress: bool = True, collect: bool = True,
               executor: str = 'local', slurm: dict | None = None, wait: bool = False) -> dict:
@@ -365,47 +157,47 @@ def run_sweep(sweep, jobs: int = 1, retry_failed: bool = False, overwrite: bool 
     except Timeout: raise TdaError(f"another `tda sweep` is running in {root}; wait for it to end.") from None
     with lock:
         plan = plan_sweep(sw, root, retry_failed, overwrite, skip_queued=executor == 'slurm')
-        runs = sw.expand()
-        write_json(root/'sweep.json', {**sw.to_dict(), 'run_ids': [r.id for r in runs]})
-        devices = visible_gpus() if devices is None else list(devices)
+        write_json(root/'sweep.json', {**sw.to_dict(), 'run_ids': [r.id for r in sw.expand()]})
         report = {'dir': str(root), 'done': [r.id for r in plan['done']], 'failed': [],
                   'skipped_failed': [r.id for r in plan['failed']],
                   'rerun': [r.id for r in plan['incomplete']], 'ran': [], 'interrupted': False}
-        if executor == 'slurm':
-            from tda.slurm import submit_sweep
-            return submit_sweep(sw, root, plan, report, slurm, wait=wait, collect=collect, progress=progress)
-        n_inc = len(plan['incomplete'])
-        if progress:
-            print(f"sweep {sw.name}: {len(runs)} runs, {len(plan['done'])} finished, {len(plan['failed'])} failed "
-                  f"before "
-                  f"(skipped; --retry-failed runs them), {len(plan['run'])} to run"
-                  f"{f' ({n_inc} interrupted before)' if n_inc else ''}, "
-                  f"{jobs} at a time{f' on GPUs {devices}' if devices else ''} -> {root}")
-        runner = _Runner(sw, root, jobs, devices)
-        bar = tqdm(total=len(plan['run']), desc=f"sweep {sw.name}", unit='run', disable=not progress or not plan['run'])
-        with ThreadPoolExecutor(jobs) as ex:
-            futures = {ex.submit(runner, r): r for r in plan['run']}
-            try:
-                for f in as_completed(futures):
-                    r, st = futures[f], f.result()
-                    if st['status'] == 'interrupted': continue
-                    report['ran'].append(r.id)
-                    (report['done'] if st['status'] == 'done' else report['failed']).append(r.id)
-                    bar.update()
-                    msg = f"{r.id}: done in {st['wall_seconds']:.0f} s" if st['status'] == 'done' else \
-                          f"{r.id}: FAILED, {_describe(st['error'])}; see {root/r.id/'notebook.ipynb'}"
-                    if progress or st['status'] != 'done': tqdm.write(msg)
-            except KeyboardInterrupt:
-                report['interrupted'] = True
-                runner.stop()
-                ex.shutdown(wait=True, cancel_futures=True)
-                raise
-            finally: bar.close()
-        order = {r.id: k for k, r in enumerate(runs)}
-        for k in ('done', 'failed', 'ran'): report[k].sort(key=order.get)
+        if executor == 'slurm': submit_sweep(sw, root, plan, report, slurm, wait=wait, progress=progress)
+        else: _run_here(sw, root, plan, report, jobs, visible_gpus() if devices is None else list(devices), progress)
         if collect and report['done']:
             report['collected'] = collect_sweep(root, progress=progress)['files']
     return report
+
+# %% ../nbs/07_sweep.ipynb #ae6a579e
+def _run_here(sw: Sweep, root: Path, plan: dict, report: dict, jobs: int, devices: list[str], progress: bool):
+    "The local executor: run what `plan` says to run, `jobs` at a time on `devices`, adding to `report` how each ended."
+    runs, n_inc = sw.expand(), len(plan['incomplete'])
+    if progress:
+        print(f"sweep {sw.name}: {len(runs)} runs, {len(plan['done'])} finished, {len(plan['failed'])} failed before "
+              f"(skipped; --retry-failed runs them), {len(plan['run'])} to run"
+              f"{f' ({n_inc} interrupted before)' if n_inc else ''}, "
+              f"{jobs} at a time{f' on GPUs {devices}' if devices else ''} -> {root}")
+    runner = _Runner(sw, root, jobs, devices)
+    bar = tqdm(total=len(plan['run']), desc=f"sweep {sw.name}", unit='run', disable=not progress or not plan['run'])
+    with ThreadPoolExecutor(jobs) as ex:
+        futures = {ex.submit(runner, r): r for r in plan['run']}
+        try:
+            for f in as_completed(futures):
+                r, st = futures[f], f.result()
+                if st['status'] == 'interrupted': continue
+                report['ran'].append(r.id)
+                (report['done'] if st['status'] == 'done' else report['failed']).append(r.id)
+                bar.update()
+                msg = f"{r.id}: done in {st['wall_seconds']:.0f} s" if st['status'] == 'done' else \
+                      f"{r.id}: FAILED, {_describe(st['error'])}; see {root/r.id/'notebook.ipynb'}"
+                if progress or st['status'] != 'done': tqdm.write(msg)
+        except KeyboardInterrupt:
+            report['interrupted'] = True
+            runner.stop()
+            ex.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally: bar.close()
+    order = {r.id: k for k, r in enumerate(runs)}
+    for k in ('done', 'failed', 'ran'): report[k].sort(key=order.get)
 
 # %% ../nbs/07_sweep.ipynb #d1fc5057
 def _row_values(d: dict) -> dict:
@@ -452,6 +244,7 @@ def sweep_table(root) -> pd.DataFrame:
     df.attrs.update(missing=missing, params=list(params_seen), index=list(index))
     return df
 
+# %% ../nbs/07_sweep.ipynb #22789a6a
 def _groups(df, over: str) -> list[str]:
     "The columns that tell configurations apart: parameters and result levels with more than one value, except `over`."
     return [c for c in df.attrs['params'] + df.attrs['index'] if c != over and df[c].nunique(dropna=False) > 1]
@@ -474,6 +267,7 @@ def plot_sweep(df, metrics: list[str], groups: list[str], over: str = 'seed', ti
     fig.suptitle(title or f"mean ± sd over {over}")
     return fig
 
+# %% ../nbs/07_sweep.ipynb #bd0e6e91
 def _aggregate(df, metrics, groups) -> pd.DataFrame:
     g = df.groupby(groups, sort=False, dropna=False) if groups else \
         df.assign(configuration='all runs').groupby('configuration')

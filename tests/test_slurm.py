@@ -7,11 +7,11 @@ import subprocess
 import sys
 import time
 
-import nbformat
 import pytest
 import yaml
 
 from tda.data.mref import generate_mref, mref_params
+from tda.notebooks import write_experiment
 from tda.slurm import sweep_status
 from tda.sweep import collect_sweep, load_sweep, run_sweep
 from test_train import launch
@@ -60,12 +60,7 @@ def train_config(tmp_path_factory, small_mref):
 
 def sweep_of(folder, name, parameters, code, sweep):
     "A notebook of a `parameters` cell and one of `code`, and a sweep file of it (`sweep`: what follows `notebook:`)."
-    nb = nbformat.v4.new_notebook()
-    nb.metadata.kernelspec = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
-    params = nbformat.v4.new_code_cell(parameters)
-    params.metadata.tags = ['parameters']
-    nb.cells = [params, nbformat.v4.new_code_cell(code)]
-    nbformat.write(nb, folder/f"{name}.ipynb")
+    write_experiment(folder/f"{name}.ipynb", parameters, [code])
     p = folder/f"{name}.sweep.yaml"
     p.write_text(f"notebook: {name}.ipynb\n{sweep}")
     return p
