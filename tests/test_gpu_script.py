@@ -24,8 +24,9 @@ def test_dry_run_makes_the_whole_report(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     for step in ('1/5 data', '2/5 training 15 runs', '3/5 report', '4/5 pytest -m gpu', '5/5 model cost', 'done'):
         assert step in r.stdout
-    table = (out/'table.md').read_text()
+    table, _, order = (out/'table.md').read_text().partition("The paper's order")
     rows = [line for line in table.splitlines() if line.startswith('| M') and 'uniform' not in line]
+    assert len([line for line in order.splitlines() if line.startswith('| M')]) == 6, order  # 3 datasets x 2 metrics
     assert len(rows) == 15, table
     for d in ('mref', 'mdist', 'mbg'):
         for m in ('hattnet_ctx', 'hattnet', 'soft', 'hard', 'stn'):

@@ -32,8 +32,9 @@ from ..viz import (MODEL_LABELS, plot_accuracy_per_scale, plot_attention_layers,
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'TABLE1_MODELS', 'attention_statistics', 'finished_run', 'run_entry', 'sample_batch',
-           'attention_samples', 'format_table', 'write_table1', 'run_table1', 'report_table1', 'evaluate_pretrained',
-           'copy_run_records', 'report_pretrained', 'test_best', 'unfinished_run', 'remeasure_cards']
+           'attention_samples', 'format_table', 'paper_order', 'format_order', 'write_table1', 'run_table1',
+           'report_table1', 'evaluate_pretrained', 'copy_run_records', 'report_pretrained', 'test_best',
+           'unfinished_run', 'remeasure_cards']
 
 # %% ../../nbs/05a_experiments.table1.ipynb #657634bb
 PAPER_TABLE1 = {
@@ -133,19 +134,45 @@ def format_table(results: dict) -> str:
                          + (f" {r.get('source', 'trained')} |" if sources else ''))
     return '\n'.join(lines)
 
+# %% ../../nbs/05a_experiments.table1.ipynb #b6eb067c
+def paper_order(results: dict) -> list[dict]:
+    """Per dataset and metric (accuracy, TPS): the models of `results` that the paper's Table 1 also gives, ranked by
+    the paper's figure and by ours, best first; `holds` when the two rankings are the same."""
+    rows = []
+    for v, models in results.items():
+        for metric in ('accuracy', 'tps'):
+            paper = PAPER_TABLE1[metric].get(v, {})
+            ms = [m for m, r in models.items() if m in paper and metric in r]
+            if len(ms) < 2: continue
+            by_paper, ours = sorted(ms, key=lambda m: -paper[m]), sorted(ms, key=lambda m: -models[m][metric])
+            rows.append({'variant': v, 'metric': metric, 'paper': by_paper, 'ours': ours, 'holds': by_paper == ours})
+    return rows
+
+def format_order(rows: list[dict]) -> str:
+    "Markdown: the rankings of `paper_order`, one line per dataset and metric."
+    name = lambda ms: ' > '.join(MODEL_LABELS.get(m, m) for m in ms)
+    lines = ["| dataset | metric | the paper's order | ours | holds |", '|---|---|---|---|---|']
+    lines += [f"| {r['variant'].upper()} | {'TPS' if r['metric'] == 'tps' else r['metric']} | {name(r['paper'])} | "
+              f"{name(r['ours'])} | {'yes' if r['holds'] else '**no**'} |" for r in rows]
+    return '\n'.join(lines)
+
 # %% ../../nbs/05a_experiments.table1.ipynb #9d7b0498
 def write_table1(out, results: dict, samples: dict, palette: list[str], config: dict, t0: float,
                  curves: dict | None = None) -> dict:
-    "Write results.h5, summary.json, table.md and the figures of `results` (and of training `curves`) to `out`."
+    """Write results.h5, summary.json, table.md (the table, then where the paper's order holds) and the figures of
+    `results` (and of training `curves`) to `out`."""
     out = Path(out)
     _write_results(out/'results.h5', results, samples, config)
     clean = {v: {m: {k: x for k, x in r.items() if not k.startswith('_')} for m, r in ms.items()}
              for v, ms in results.items()}
-    table = format_table(clean)
+    table, order = format_table(clean), paper_order(clean)
     summary = {'results': clean, 'index_names': ['variant', 'model'], 'paper': PAPER_TABLE1, 'table': table,
-               'wall_seconds': round(time.time() - t0, 1), 'run': run_record(config, seed=config.get('seed'))}
+               'order': order, 'wall_seconds': round(time.time() - t0, 1),
+               'run': run_record(config, seed=config.get('seed'))}
     write_json(out/'summary.json', summary)
-    with atomic_path(out/'table.md', overwrite=True) as tmp: Path(tmp).write_text(table + '\n')
+    text = table + (f"\n\nThe paper's order, by the figures above (best first):\n\n{format_order(order)}"
+                    if order else '')
+    with atomic_path(out/'table.md', overwrite=True) as tmp: Path(tmp).write_text(text + '\n')
     save_figure(plot_accuracy_per_scale(clean), out/'accuracy_per_scale.png', overwrite=True)
     if any('pr_precision' in r for ms in clean.values() for r in ms.values()):
         save_figure(plot_pr_curves({v: {m: r for m, r in ms.items() if m != 'stn'} for v, ms in clean.items()}),
