@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -26,8 +27,8 @@ from .notebooks import find_notebook, notebook_error, notebook_parameters
 
 # %% auto #0
 __all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SLURM_KEYS', 'SweepRun', 'run_id', 'time_minutes', 'slurm_options', 'Sweep',
-           'check_sweep', 'load_sweep', 'sweep_dir', 'run_state', 'prepare_run', 'papermill_command', 'run_scratch',
-           'finish_run']
+           'check_sweep', 'load_sweep', 'sweep_dir', 'run_state', 'prepare_run', 'papermill_command', 'scratch_dir',
+           'run_scratch', 'finish_run']
 
 # %% ../nbs/06b_sweep_runs.ipynb #3f02e8db
 SWEEP_KEYS = ('name', 'notebook', 'parameters', 'grid', 'runs', 'collect', 'output_parameter', 'slurm')
@@ -264,14 +265,26 @@ def papermill_command(sw: Sweep, d: Path) -> list[str]:
             str(d/'parameters.yaml'), '--cwd', str(d), '--no-progress-bar', '--stdout-file', str(d/'stdout.txt'),
             '--stderr-file', str(d/'stderr.txt')]
 
+_SOCKET_PATH = 107 - len('/pymp-12345678/listener-12345678')  # the longest TMPDIR multiprocessing's sockets fit in
+
+def scratch_dir(d: Path) -> Path:
+    """The scratch folder of the notebook run in folder `d`: one per run folder, in the system's temporary folder, not
+    in the run folder: multiprocessing makes Unix sockets in TMPDIR (a DataLoader's workers hand tensors over them),
+    a socket's path may not pass 107 bytes, and a TMPDIR as deep as a run folder hung the workers."""
+    tmp = Path(tempfile.gettempdir())/f"tda-run-{hashlib.sha1(str(Path(d).resolve()).encode()).hexdigest()[:12]}"
+    if len(str(tmp)) > _SOCKET_PATH:
+        raise TdaError(f"the temporary folder {tempfile.gettempdir()} has too long a path for the sockets a run's "
+                       f"DataLoader workers make in it; set TMPDIR to a shorter folder (e.g. /tmp).")
+    return tmp
+
 @contextmanager
 def run_scratch(d: Path):
-    """`<d>/tmp`, made afresh, the TMPDIR of the notebook run in folder `d`: the kernel's connection file and the
-    notebook's own temporary files go there (a kernel killed with its notebook leaves its connection file behind), and
-    it is removed when the run ends; what a run killed outright leaves there goes when its folder is made again."""
-    tmp = Path(d)/'tmp'
+    """`scratch_dir(d)`, made afresh, the TMPDIR of the notebook run in folder `d`: the kernel's connection file and
+    the notebook's own temporary files go there (a kernel killed with its notebook leaves its connection file behind),
+    and it is removed when the run ends; what a run killed outright leaves there goes when the run runs again."""
+    tmp = scratch_dir(d)
     if tmp.exists(): shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp.mkdir(mode=0o700)
     try: yield str(tmp)
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
