@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -31,9 +32,11 @@ def launch(nproc, *args):
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
-    return run([sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', str(nproc),
-                '--num_machines', '1', '--main_process_port', str(port), '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'tda.cli', 'train',
-                *map(str, args)])
+    # torchrun's agent leaves its log folder (torchelastic_*) in TMPDIR: a short one of ours, removed after
+    with tempfile.TemporaryDirectory(prefix='tda-launch-') as tmp:
+        return run([sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', str(nproc),
+                    '--num_machines', '1', '--main_process_port', str(port), '--mixed_precision', 'no',
+                    '--dynamo_backend', 'no', '-m', 'tda.cli', 'train', *map(str, args)], env={'TMPDIR': tmp})
 
 
 @pytest.fixture
