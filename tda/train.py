@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list, set_seed
+from torch import nn
+from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
@@ -45,7 +48,7 @@ from .models.outputs import as_outputs
 from .train_config import _OPTIMIZERS, PRESETS, TrainConfig, log_trackers, lr_at
 
 # %% auto #0
-__all__ = ['REQUEUE_SIGNAL', 'evaluate', 'load_best', 'run_dir', 'resolve_data', 'data_identity', 'config_diff',
+__all__ = ['REQUEUE_SIGNAL', 'evaluate', 'precise_bn', 'load_best', 'run_dir', 'resolve_data', 'data_identity', 'config_diff',
            'cache_cpu_memory', 'slurm_process_env', 'Requeued', 'Preemption', 'resume_after_requeue', 'NonFiniteLoss',
            'data_loader', 'train', 'PRESETS', 'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy', 'model_loss',
            'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'PerSampleMetrics', 'ClassificationMetrics',
@@ -82,6 +85,24 @@ def evaluate(model, loader, cfg: TrainConfig, accelerator: Accelerator | None = 
         metrics.update(d)
     model.train(was_training)
     return metrics
+
+# %% ../nbs/04d_train.ipynb #abb4b770
+class _Unpack(nn.Module):
+    "`model(*inputs)` for `update_bn`, which hands the model one object per batch."
+    def __init__(self, model): super().__init__(); self.model = model
+    def forward(self, inputs): return self.model(*inputs)
+
+def precise_bn(model, batches, inputs) -> nn.Module:
+    """`model` with its batch-norm running statistics recomputed as the plain average over `batches` (dicts holding
+    the `inputs`, on the model's device) with its present weights (`torch.optim.swa_utils.update_bn`); the random
+    state (dropout) is left as it was and the model keeps its mode."""
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    modes = [(m, m.training) for m in model.modules()]  # update_bn leaves everything in its wrapper's mode
+    with torch.random.fork_rng(devices=cuda):
+        update_bn(([tuple(b[k] for k in inputs)] for b in batches), _Unpack(model))
+    for m, training in modes: m.train(training)
+    return model
+
 
 # %% ../nbs/04d_train.ipynb #754cbfd4
 def load_best(run, model: str | None = None, **model_args):
@@ -468,6 +489,7 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
     model, optimizer = acc.prepare(model, optimizer)
     train_dl = acc.prepare(data_loader(ds['train'], cfg.batch_size, True, cfg))
     val_dl, test_dl = (acc.prepare(data_loader(ds[s], cfg.eval_batch_size, False, cfg)) for s in ('val', 'test'))
+    bn_dl = data_loader(ds['train'], cfg.batch_size, False, cfg) if cfg.precise_bn else None  # fixed order
     loss_fn = LOSSES.get(cfg.loss)
     main = acc.is_main_process
     ckdir = out/'checkpoints'
@@ -525,6 +547,10 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
         train_time, cpu_time = time.time() - t0, time.process_time() - c0
         sums = acc.reduce(torch.stack([tot_loss, tot_correct.float(),
                                        torch.tensor(float(tot_n), device=acc.device)]), 'sum')
+        if bn_dl is not None:  # the statistics evaluation reads, from the weights of now (see precise_bn)
+            with acc.autocast():
+                precise_bn(acc.unwrap_model(model), (_channels_last(_to(b, acc.device), cfg.channels_last)
+                                                     for b in islice(bn_dl, cfg.precise_bn)), cfg.inputs)
         val = evaluate(model, val_dl, cfg, acc, metric_set(cfg, validation=True),
                        progress=main and cfg.progress, desc='validation').compute()
         row = {'epoch': epoch + 1, 'lr': lr, 'train_loss': float(sums[0] / sums[2]),

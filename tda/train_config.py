@@ -85,6 +85,9 @@ class TrainConfig:
     milestones: list = field(default_factory=list)  # schedule 'milestones': lr * lr_decay at each of these epochs
     epochs: int = 10
     patience: int | None = None           # early stopping on the validation score (accuracy, map, pck); None: never
+    # before each evaluation, the batch-norm statistics recomputed over this many training batches with the weights
+    # of that moment (see tda.train.precise_bn); 0: the running averages kept while training
+    precise_bn: int = 0
     batch_size: int = 200
     eval_batch_size: int = 500
     clip_grad_norm: float | None = None
@@ -200,6 +203,7 @@ def _checks(c: TrainConfig):
             (c.epochs >= 1, "epochs must be at least 1"), (c.lr > 0 and math.isfinite(c.lr), "lr must be positive"),
             (c.batch_size >= 1 and c.eval_batch_size >= 1, "batch sizes must be positive"),
             (c.patience is None or c.patience >= 1, "patience must be at least 1 (or None)"),
+            (isinstance(c.precise_bn, int) and c.precise_bn >= 0, "precise_bn must be a whole number, 0 or more"),
             (c.clip_grad_norm is None or c.clip_grad_norm > 0, "clip_grad_norm must be positive (or None)"),
             (0 <= c.seed < 2**32, "seed must be between 0 and 2**32 - 1"),
             (c.decay_every >= 1, "decay_every must be at least 1"),
