@@ -21,14 +21,10 @@ from tda.data.dataset import MREFDataset
 from tda.models.pretrained import load_pretrained, pretrained_cards
 from tda.train import TrainConfig, data_loader, precise_bn, resolve_data
 
+from attention_quality import cpu_name  # bench/, beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = ['image', 'query', 'image_id']
-
-
-def cpu_name() -> str:
-    try: return next(l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines()
-                     if l.startswith('model name'))
-    except (OSError, StopIteration): return 'unknown CPU'
 
 
 @torch.no_grad()
