@@ -26,7 +26,7 @@ __all__ = ['WARNING_SIGNAL', 'INSTALL', 'sbatch_parameters', 'run_job', 'submit_
            'sweep_status', 'print_status', 'cancel_sweep', 'wait_sweep', 'submit_sweep']
 
 # %% ../nbs/06c_slurm.ipynb #0b0f0fff
-WARNING_SIGNAL = 'USR1'  # what `tda.train.Preemption` catches: the trainer saves, requeues its job and resumes
+WARNING_SIGNAL = 'USR1'  # what `tda.slurm_job.Preemption` catches: the trainer saves, requeues its job and resumes
 INSTALL = "pip install 'tda-attention[slurm]'"
 
 # %% ../nbs/06c_slurm.ipynb #48e3e7d7

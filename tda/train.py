@@ -10,18 +10,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import ctypes
-import datetime as _dt
 import hashlib
 import io
 import json
 import math
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
 from itertools import islice
 from pathlib import Path
@@ -45,19 +40,21 @@ from .metric_sets import (ClassificationMetrics, DetectionMetrics, KeypointMetri
                              metric_set)
 from .models import create_model
 from .models.outputs import as_outputs
+from .slurm_job import REQUEUE_SIGNAL, Preemption, Requeued, resume_after_requeue, slurm_process_env
 from .train_config import _OPTIMIZERS, PRESETS, TrainConfig, log_trackers, lr_at
 
 # %% auto #0
-__all__ = ['REQUEUE_SIGNAL', 'evaluate', 'precise_bn', 'load_best', 'run_dir', 'resolve_data', 'data_identity', 'config_diff',
-           'cache_cpu_memory', 'slurm_process_env', 'Requeued', 'Preemption', 'resume_after_requeue', 'NonFiniteLoss',
-           'data_loader', 'train', 'PRESETS', 'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy', 'model_loss',
-           'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'PerSampleMetrics', 'ClassificationMetrics',
-           'MREFMetrics', 'DetectionMetrics', 'KeypointMetrics', 'metric_set']
+__all__ = ['evaluate', 'precise_bn', 'load_best', 'run_dir', 'resolve_data', 'data_identity', 'config_diff', 'cache_cpu_memory',
+           'NonFiniteLoss', 'data_loader', 'train', 'PRESETS', 'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy',
+           'model_loss', 'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'PerSampleMetrics',
+           'ClassificationMetrics', 'MREFMetrics', 'DetectionMetrics', 'KeypointMetrics', 'metric_set',
+           'slurm_process_env', 'Preemption', 'Requeued', 'resume_after_requeue', 'REQUEUE_SIGNAL']
 
 # %% ../nbs/04d_train.ipynb #dc2e1a3b
 _all_ = ['PRESETS', 'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy', 'model_loss', 'gaussian_heatmaps',
          'decode_heatmaps', 'heatmap_mse', 'PerSampleMetrics', 'ClassificationMetrics', 'MREFMetrics',
-         'DetectionMetrics', 'KeypointMetrics', 'metric_set']
+         'DetectionMetrics', 'KeypointMetrics', 'metric_set', 'slurm_process_env', 'Preemption', 'Requeued',
+         'resume_after_requeue', 'REQUEUE_SIGNAL']
 
 # %% ../nbs/04d_train.ipynb #b0bc9a58
 def _to(batch: dict, device) -> dict:
@@ -228,126 +225,6 @@ def cache_cpu_memory() -> bool:
     except OSError: return False  # another C library (musl): left as it is
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-
-# %% ../nbs/04d_train.ipynb #a6fc3369
-def _first_host(nodelist: str) -> str:
-    "The first host of a SLURM node list (`node[03-05,9],gpu1` -> `node03`): by `scontrol`, else read here."
-    try:
-        r = subprocess.run(['scontrol', 'show', 'hostnames', nodelist], capture_output=True, text=True, timeout=30)
-        if r.returncode == 0 and r.stdout.split(): return r.stdout.split()[0]
-    except (OSError, subprocess.SubprocessError): pass
-    m = re.match(r'([^,\[]*)(?:\[([^\],-]+))?', nodelist)
-    return m.group(1) + (m.group(2) or '')
-
-def _tasks_on_node(per_node: str, node: int) -> int:
-    "Tasks on node `node` from SLURM's count list: `2(x3),1` is 2 on each of three nodes, then 1."
-    counts = []
-    for part in per_node.split(','):
-        m = re.fullmatch(r'(\d+)(?:\(x(\d+)\))?', part.strip())
-        if m: counts += [int(m.group(1))] * int(m.group(2) or 1)
-    return counts[node] if node < len(counts) else 1
-
-def slurm_process_env(environ=None) -> dict:
-    """The variables Accelerate forms its process group from (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
-    MASTER_ADDR, MASTER_PORT), made from those `srun` gives each of its tasks; {} outside a step of several tasks, or
-    where a launcher (accelerate launch, torchrun) has set them already."""
-    e = os.environ if environ is None else environ
-    try: n = int(e.get('SLURM_STEP_NUM_TASKS') or 1)
-    except ValueError: return {}
-    if n < 2 or 'RANK' in e or 'SLURM_PROCID' not in e: return {}
-    ids = [int(x) if str(x).isdigit() else 0 for x in (e.get('SLURM_JOB_ID'), e.get('SLURM_STEP_ID'))]
-    # every task of the step computes the same port (the job's and step's ids), unless the user chose one
-    port = e.get('MASTER_PORT') or str(20000 + (ids[0] * 16 + ids[1]) % 20000)
-    return {'RANK': e['SLURM_PROCID'], 'WORLD_SIZE': str(n), 'LOCAL_RANK': e.get('SLURM_LOCALID', '0'),
-            'LOCAL_WORLD_SIZE': str(_tasks_on_node(e.get('SLURM_STEP_TASKS_PER_NODE', str(n)),
-                                                   int(e.get('SLURM_NODEID') or 0))),
-            'MASTER_ADDR': e.get('MASTER_ADDR') or _first_host(e.get('SLURM_STEP_NODELIST', 'localhost')),
-            'MASTER_PORT': port}
-
-# %% ../nbs/04d_train.ipynb #dc10c0f1
-REQUEUE_SIGNAL = signal.SIGUSR1  # what `--signal=USR1@<seconds>` sends before a time limit or a preemption
-
-class Requeued(TdaError):
-    "SLURM's warning signal stopped the run between two steps; the job was requeued to resume from its last epoch."
-
-class Preemption:
-    """SLURM's warning signal caught between training steps: the epoch in progress is abandoned, the job requeued,
-    and the requeued job resumes from the last checkpoint (see `resume_after_requeue`). Armed only in a SLURM job."""
-    def __init__(self, out, acc: Accelerator, job: str | None = None):
-        self.out, self.acc, self.job = Path(out), acc, job or os.environ.get('SLURM_JOB_ID')
-        self.caught, self.armed, self.epoch, self._previous = False, False, 0, None
-
-    def _catch(self, signum, frame):
-        self.caught = True
-        print(f"tda: {signal.Signals(signum).name} from SLURM: stopping at the next step to requeue the job",
-              file=sys.stderr, flush=True)
-
-    def disarm(self):
-        "Give the signal back its earlier handler."
-        if self.armed: signal.signal(REQUEUE_SIGNAL, self._previous)
-        self.armed = False
-
-    def stop(self) -> bool:
-        "Whether a process caught the signal (every process asks at the same step, so all stop at the same one)."
-        if self.acc.num_processes == 1: return self.caught
-        return self.acc.reduce(torch.tensor(float(self.caught), device=self.acc.device), 'sum').item() > 0
-
-    def epochs(self, epochs):
-        "The loop's epochs, with the signal caught while they run; after the last, the handler stays until `disarm`."
-        if self.job is None or threading.current_thread() is not threading.main_thread():
-            yield from epochs
-            return
-        self._previous, self.armed = signal.signal(REQUEUE_SIGNAL, self._catch), True
-        try:
-            for self.epoch in epochs:
-                if self.stop(): self.requeue()
-                yield self.epoch
-                self.epoch += 1
-            if self.stop(): self.requeue()  # caught during the last epoch's validation: the test waits
-        except BaseException:
-            self.disarm()
-            raise
-
-    def steps(self, batches):
-        "The batches of the epoch; the loop stops at a step boundary once the signal came."
-        for b in batches:
-            if self.armed and self.stop(): self.requeue()
-            yield b
-
-    def requeue(self):
-        "Record the stop, put the job back in the queue, and end the run with `Requeued`."
-        last, job = self.out/'checkpoints'/'last.pt', self.job
-        then = f"resumes at epoch {self.epoch + 1} from {last}" if last.exists() else "starts the run again"
-        err = None
-        if self.acc.is_main_process:
-            write_json(self.out/'requeue.json', {
-                'job_id': job, 'signal': REQUEUE_SIGNAL.name, 'abandoned_epoch': self.epoch + 1,
-                'restarts': int(os.environ.get('SLURM_RESTART_COUNT') or 0),
-                'time': _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')})
-            try: r = subprocess.run(['scontrol', 'requeue', job], capture_output=True, text=True, timeout=60)
-            except (OSError, subprocess.SubprocessError) as e: err = str(e)
-            else: err = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1] if r.returncode else None
-            if err: (self.out/'requeue.json').unlink(missing_ok=True)
-        self.acc.wait_for_everyone()
-        self.disarm()
-        if err:
-            raise Requeued(f"SLURM's warning signal stopped {self.out} in epoch {self.epoch + 1}; job {job} could not "
-                           f"be requeued ({err}): continue it with `tda train CONFIG --resume`.")
-        raise Requeued(f"SLURM's warning signal stopped {self.out} in epoch {self.epoch + 1}; job {job} is requeued "
-                       f"and {then}.")
-
-def resume_after_requeue(out, resume: bool, overwrite: bool) -> tuple[bool, bool]:
-    """(resume, overwrite) for run folder `out`: in the job that requeued itself from it (`requeue.json` names this
-    SLURM job, started again), resume, or start again where no epoch had finished; else as given."""
-    job = os.environ.get('SLURM_JOB_ID')
-    if not job or resume or overwrite or not int(os.environ.get('SLURM_RESTART_COUNT') or 0): return resume, overwrite
-    try: rec = json.loads((Path(out)/'requeue.json').read_text())
-    except (OSError, ValueError): return resume, overwrite
-    if not isinstance(rec, dict) or str(rec.get('job_id')) != job: return resume, overwrite
-    has_epoch = (Path(out)/'checkpoints'/'last.pt').exists()
-    if os.environ.get('SLURM_PROCID', '0') == '0':
-        print(f"tda: job {job} was requeued: {'resuming' if has_epoch else 'starting again'} {out}", file=sys.stderr)
-    return has_epoch, not has_epoch
 
 # %% ../nbs/04d_train.ipynb #5f4e691d
 class NonFiniteLoss(TdaError):
