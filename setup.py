@@ -3,8 +3,8 @@ cannot say: the recipes (data_gen/*.yaml), training configs (configs/*.yaml), ex
 (nbs/experiments/) are copied into the package as tda/shipped/, in their checkout layout, so that an installed wheel
 finds them by name (tda.core.find_file); so are the front page (nbs/index.ipynb) and the tutorials (nbs/tutorials/),
 which `tda tutorials DIR` copies where a user works, and the Table 1 report the front page shows
-(bench/results/table1_paper_cpu/: its table and Figure 5a). They stay where they are in the checkout: one copy in git,
-no symlinks."""
+(bench/results/table1_paper_cpu/: its table and Figure 5a; bench/results/gate_study_cpu.json: the gate study's
+table). They stay where they are in the checkout: one copy in git, no symlinks."""
 from pathlib import Path
 
 from setuptools import setup
@@ -13,7 +13,8 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 SHIPPED = {'data_gen': ('*.yaml',), 'configs': ('*.yaml',), 'nbs/experiments': ('*.ipynb', '*.yaml'),
            'nbs': ('index.ipynb',), 'nbs/tutorials': ('*.ipynb',),
-           'bench/results/table1_paper_cpu': ('table.md', 'accuracy_per_scale.png')}
+           'bench/results/table1_paper_cpu': ('table.md', 'accuracy_per_scale.png'),
+           'bench/results': ('gate_study_cpu.json',)}
 
 
 class BuildPyShipped(build_py):

@@ -18,7 +18,7 @@ from tda.models.pretrained import pretrained_cards
 CARDS = pretrained_cards()
 SHIPPED = {('hattnet_ctx', 'mref'), ('hattnet', 'mref'), ('soft', 'mref'), ('hard', 'mref'),  # the README's Table 1
            ('hattnet_ctx', 'mdist'), ('hattnet', 'mdist'), ('soft', 'mdist'), ('hard', 'mdist'), ('stn', 'mdist'),
-           ('hattnet_ctx', 'mbg'), ('soft', 'mbg'), ('hard', 'mbg'), ('hattnet', 'mbg'), ('stn', 'mref')}
+           ('hattnet_ctx', 'mbg'), ('soft', 'mbg'), ('hard', 'mbg'), ('hattnet', 'mbg'), ('stn', 'mref'), ('stn', 'mbg')}
 UNSEEN_SEED = 1234
 TEST_IMAGES = 300  # about 2,100 questions
 

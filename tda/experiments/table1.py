@@ -31,9 +31,9 @@ from ..viz import (MODEL_LABELS, plot_accuracy_per_scale, plot_attention_layers,
                      save_figure)
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'TABLE1_MODELS', 'attention_statistics', 'finished_run', 'run_entry', 'sample_batch',
-           'attention_samples', 'format_table', 'paper_order', 'format_order', 'write_table1', 'run_table1',
-           'report_table1', 'evaluate_pretrained', 'copy_run_records', 'report_pretrained', 'test_best',
+__all__ = ['PAPER_TABLE1', 'TABLE1_MODELS', 'gate_study_table', 'attention_statistics', 'finished_run', 'run_entry',
+           'sample_batch', 'attention_samples', 'format_table', 'paper_order', 'format_order', 'write_table1',
+           'run_table1', 'report_table1', 'evaluate_pretrained', 'copy_run_records', 'report_pretrained', 'test_best',
            'unfinished_run', 'remeasure_cards']
 
 # %% ../../nbs/05a_experiments.table1.ipynb #657634bb
@@ -46,6 +46,24 @@ PAPER_TABLE1 = {
             'mbg': {'uniform': 2.39, 'soft': 6.73, 'hard': 7.64, 'hattnet': 8.62, 'hattnet_ctx': 11.01}},
 }
 TABLE1_MODELS = ('stn', 'soft', 'hard', 'hattnet', 'hattnet_ctx')
+
+# %% ../../nbs/05a_experiments.table1.ipynb #b1e0a0f1
+def gate_study_table(fn) -> str:
+    "The rows of a gate study (`bench/gate_study.py` writes them: `bench/results/gate_study_cpu.json`) as a Markdown table."
+    fn = Path(fn)
+    try: rows = json.loads(fn.read_text())['rows']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TdaError(f"{fn} is not a gate study's results ({type(e).__name__}: {e}); write it with "
+                       "`python bench/gate_study.py --runs DIR`.") from None
+    lines = ['| change | epochs | val accuracy | TPS product | TPS per layer | first map: background / queried |',
+             '|---|---|---|---|---|---|']
+    for r in rows:
+        layers = [k for k in r['tps'] if k != 'product']
+        first = r['mean'][layers[0]]
+        lines.append(f"| {r['variant']} | {r['epochs']} | {100 * r['accuracy']:.1f} | {100 * r['tps']['product']:.2f} | "
+                     + ' / '.join(f"{100 * r['tps'][k]:.2f}" for k in layers)
+                     + f" | {first['background']:.2f} / {first['queried digit']:.2f} |")
+    return '\n'.join(lines)
 
 # %% ../../nbs/05a_experiments.table1.ipynb #c87ea29b
 @torch.no_grad()
