@@ -1,4 +1,4 @@
-"""Settings, seeding, atomic writes and run records shared by every part of tda.
+"""Settings, paths, recipes by name, seeding and run records shared by every part of tda.
 
 Docs: https://tda-developers.github.io/tda/core.html.md"""
 
@@ -10,47 +10,36 @@ from __future__ import annotations
 import configparser
 import contextlib
 import datetime as _dt
-import difflib
 import errno
-import fnmatch
-import functools
 import importlib.util
-import json
 import os
 import platform
 import random
-import re
-import shutil
-import shlex
-import signal
-import socket
 import stat
 import subprocess
 import sys
-import threading
-import time
-import uuid
-import warnings
 from dataclasses import dataclass
-import importlib.util
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-try: import fcntl
-except ImportError: fcntl = None  # Windows: see writer_lock
+from .errors import TdaError
+from .registry import DATASETS, LOSSES, METRIC_SETS, MODELS, Registry
+from .writing import (atomic_path, check_writable, interrupt_checkpoints, lock_path, remove_stale_temporaries,
+                         temporary_owner, temporary_path, write_json, writer_lock)
 
 # %% auto #0
-__all__ = ['MODELS', 'DATASETS', 'LOSSES', 'METRIC_SETS', 'TdaError', 'Settings', 'find_settings_file', 'get_settings',
-           'outside_nbs', 'file_problem', 'resolve_path', 'shipped_root', 'find_file', 'seed_everything',
+__all__ = ['Settings', 'find_settings_file', 'get_settings', 'outside_nbs', 'file_problem', 'resolve_path', 'shipped_root',
+           'find_file', 'read_yaml', 'seed_everything', 'library_versions', 'git_revision', 'run_record', 'TdaError',
            'temporary_path', 'temporary_owner', 'remove_stale_temporaries', 'check_writable', 'atomic_path',
-           'write_json', 'read_yaml', 'lock_path', 'writer_lock', 'interrupt_checkpoints', 'library_versions',
-           'git_revision', 'run_record', 'Registry']
+           'write_json', 'lock_path', 'writer_lock', 'interrupt_checkpoints', 'Registry', 'MODELS', 'DATASETS',
+           'LOSSES', 'METRIC_SETS']
 
-# %% ../nbs/00_core.ipynb #7cd4646b
-class TdaError(Exception):
-    "An error the user can fix: the message names the problem and the fix."
+# %% ../nbs/00_core.ipynb #0e1a0032
+_all_ = ['TdaError', 'temporary_path', 'temporary_owner', 'remove_stale_temporaries', 'check_writable',
+         'atomic_path', 'write_json', 'lock_path', 'writer_lock', 'interrupt_checkpoints', 'Registry', 'MODELS',
+         'DATASETS', 'LOSSES', 'METRIC_SETS']
 
 # %% ../nbs/00_core.ipynb #6d9ae576
 _SETTINGS = {  # key: (environment variable, default relative to the settings file's folder)
@@ -234,6 +223,17 @@ def find_file(name, kind: str, base=None) -> Path:
     raise TdaError(f"{kind} {name} not found: it is not a file here, nor one of the {kind}s of this checkout or "
                    f"shipped with tda ({known}); give its path or one of those names.")
 
+# %% ../nbs/00_core.ipynb #0e1a0035
+def read_yaml(path, what: str = 'file', hint: str = '') -> dict:
+    "The mapping in the YAML file `path` (a `what`: recipe, config, sweep file); one clear error otherwise."
+    import yaml
+    path = Path(path)
+    if not path.is_file(): raise TdaError(f"{what} {path} does not exist{'; ' + hint if hint else ''}.")
+    try: d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e: raise TdaError(f"{what} {path} is not valid YAML: {e}") from None
+    if not isinstance(d, dict): raise TdaError(f"{what} {path} must be a mapping of names to values.")
+    return d
+
 # %% ../nbs/00_core.ipynb #4191ff96
 def seed_everything(seed: int, deterministic: bool = False) -> int:
     "Seed Python, NumPy and (when imported) PyTorch; `deterministic` also asks PyTorch for deterministic kernels."
@@ -246,267 +246,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
         torch.manual_seed(seed)
         if deterministic: torch.use_deterministic_algorithms(True, warn_only=True)
     return seed
-
-# %% ../nbs/00_core.ipynb #80bf61fc
-_HOST = re.sub(r'[^A-Za-z0-9.-]', '_', socket.gethostname()) or 'host'
-_TEMP = re.compile(r'\.(?P<target>.+)\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)-[0-9a-f]{8}')
-
-def temporary_path(path) -> Path:
-    "A new temporary name beside `path` that says whose it is: `.NAME.tmp-HOST-PID-RANDOM`."
-    path = Path(path)
-    return path.parent/f".{path.name}.tmp-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-def temporary_owner(path) -> dict | None:
-    "The target, host (None: an earlier version's name) and process id of a temporary name; None for other names."
-    m = _TEMP.fullmatch(Path(path).name)
-    return m and {'target': Path(path).with_name(m['target']), 'host': m['host'], 'pid': int(m['pid'])}
-
-def _running(pid: int) -> bool:
-    "Whether process `pid` of this host exists and is not a zombie."
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
-    except (OSError, IndexError): return True
-
-def _remove(p: Path):
-    "Remove the file or folder `p` if it is there."
-    if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
-    elif os.path.lexists(p): p.unlink(missing_ok=True)  # (a read-only file system refuses even a missing name)
-
-def remove_stale_temporaries(path) -> list[Path]:
-    "Remove the temporaries of `path` whose writer, a process of this host, no longer runs; returns them."
-    path, gone = Path(path), []
-    if not path.parent.is_dir(): return gone
-    for p in path.parent.iterdir():
-        o = temporary_owner(p)
-        if o is None or o['target'] != path or o['host'] not in (None, _HOST) or _running(o['pid']): continue
-        _remove(p)
-        gone.append(p)
-    return gone
-
-# %% ../nbs/00_core.ipynb #d75efd25
-def check_writable(path, overwrite=False, flag='--overwrite'):
-    "Raise a `TdaError` if `path` exists and `overwrite` is false."
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise TdaError(f"{path} already exists; pass overwrite=True ({flag} on the command line) to replace it, "
-                       "or choose another path.")
-    return path
-
-_LIVE = set()  # the temporaries this process is writing
-
-def _end_by_sigterm(signum, frame):
-    "Remove this process's temporaries and lock files, then end by SIGTERM as the default action does."
-    for t in list(_LIVE):
-        if temporary_owner(t)['pid'] == os.getpid(): _remove(t)  # a forked child inherits the set, not the files
-    if os.getpid() == _HELD_BY:
-        for lock in list(_HELD): _remove(Path(lock))  # (the kernel frees the locks themselves as the process ends)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-@contextlib.contextmanager
-def _sigterm_removes_temporaries():
-    "Within the block SIGTERM first removes the temporaries, if it has its default action (else it is left alone)."
-    mine = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    if mine: signal.signal(signal.SIGTERM, _end_by_sigterm)
-    try: yield
-    finally:
-        if mine: signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-def _size(p: Path) -> int:
-    "Bytes in the file or folder `p` (0 if it is not there)."
-    try: return sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size
-    except OSError: return 0
-
-def _human(n: int) -> str:
-    "`n` bytes in B, KiB, MiB, GiB or TiB."
-    k = min(4, max(0, (max(n, 1).bit_length() - 1) // 10))
-    return f"{n / 2**(10 * k):.{0 if k == 0 else 1}f} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[k]}"
-
-def _says_no_space(e: BaseException) -> bool:
-    "Whether `e`, or an exception it came from, is a full device or quota (ENOSPC, EDQUOT, or h5py's words for it)."
-    for _ in range(20):
-        if e is None: return False
-        if getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or 'No space left on device' in str(e): return True
-        e = e.__cause__ or e.__context__
-    return False
-
-def _nearly_full(folder: Path) -> bool:
-    "Whether the device of `folder` has under 1 MiB left: torch reports a full disk without its errno."
-    try: return shutil.disk_usage(folder).free < 2**20
-    except OSError: return False
-
-def _cannot_write(path: Path, e: OSError) -> TdaError:
-    "The error for an `OSError` of creating `path` or its folder: a file in the way, permission, a read-only device."
-    if (f := next((p for p in [*reversed(path.parents)] if p.exists() and not p.is_dir()), None)) is not None:
-        return TdaError(f"cannot write {path}: {f} is a file, not a folder; choose another output path.")
-    why = {errno.EACCES: 'permission denied', errno.EPERM: 'operation not permitted (an immutable folder?)',
-           errno.EROFS: 'the file system is read-only'}.get(e.errno, e.strerror or str(e))
-    return TdaError(f"cannot write {path}: {why} in {path.parent}; write elsewhere, or make that folder writable for "
-                    f"this user.")
-
-def _write_error(e: Exception, path: Path, tmp: Path, size: int | None) -> TdaError | None:
-    """The `TdaError` that says why the block writing `tmp` for `path` failed with `e` when the cause is the file
-    system (a full device, an unwritable folder, a folder in the way); None for any other error (re-raised as is)."""
-    if isinstance(e, TdaError): return None
-    full = _says_no_space(e)
-    if not full and path.is_dir() and not tmp.is_dir():
-        return TdaError(f"cannot write {path}: it is a folder; give the path of a file.")
-    if not full:  # can this folder be written at all? (read-only, permission: said as such)
-        probe = temporary_path(path)
-        try: os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        except OSError as pe:
-            if pe.errno not in (errno.ENOSPC, errno.EDQUOT): return _cannot_write(path, pe)
-            full = True
-        else: os.unlink(probe)
-    if not (full or _nearly_full(path.parent)): return None
-    try: free = _human(shutil.disk_usage(path.parent).free)
-    except OSError: free = 'unknown'
-    need = f" of about {_human(size)}" if size else ''
-    return TdaError(f"no space left on the device of {path.parent} (ENOSPC): writing {path.name} stopped after "
-                    f"{_human(_size(tmp))}{need}, {free} free; free some space there or write elsewhere, then run "
-                    f"again.")
-
-@contextlib.contextmanager
-def atomic_path(path, overwrite=False, size: int | None = None):
-    """Yield a temporary path beside `path` (the block writes a file or a folder there); rename it to `path` when the
-    block succeeds. An error, Ctrl-C or SIGTERM removes it; the temporaries of killed processes are removed first.
-    A failure of the file system (a full device, `size` bytes expected; an unwritable folder) is one `TdaError`."""
-    path = check_writable(path, overwrite)
-    try: path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise _cannot_write(path, e) from None
-    remove_stale_temporaries(path)
-    tmp = temporary_path(path)
-    _LIVE.add(tmp)
-    try:
-        with _sigterm_removes_temporaries():
-            try:
-                yield tmp
-                if not tmp.exists(): raise RuntimeError(f"nothing was written to the temporary file for {path}")
-                os.replace(tmp, path)
-            except Exception as e:
-                if (err := _write_error(e, path, tmp, size)) is None: raise
-                raise err from None
-    finally:
-        _remove(tmp)
-        _LIVE.discard(tmp)
-
-# %% ../nbs/00_core.ipynb #62514c7c
-def write_json(path, obj, overwrite=True):
-    "Write `obj` as indented JSON, atomically."
-    with atomic_path(path, overwrite) as tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=str) + '\n')
-    return Path(path)
-
-def read_yaml(path, what: str = 'file', hint: str = '') -> dict:
-    "The mapping in the YAML file `path` (a `what`: recipe, config, sweep file); one clear error otherwise."
-    import yaml
-    path = Path(path)
-    if not path.is_file(): raise TdaError(f"{what} {path} does not exist{'; ' + hint if hint else ''}.")
-    try: d = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise TdaError(f"{what} {path} is not valid YAML: {e}") from None
-    if not isinstance(d, dict): raise TdaError(f"{what} {path} must be a mapping of names to values.")
-    return d
-
-# %% ../nbs/00_core.ipynb #ed444888
-def lock_path(path) -> Path:
-    "The lock file of the run folder or dataset `path`: `.NAME.lock` beside it."
-    path = Path(path)
-    return path.parent/f".{path.name}.lock"
-
-def _holder(fd: int) -> dict:
-    "The record the holder of the lock file `fd` wrote (pid, host, since, command); {} if it wrote none in time."
-    for _ in range(20):  # the holder writes its record just after locking: wait a moment for it
-        try: rec = json.loads(os.pread(fd, 65536, 0) or b'null')
-        except (OSError, ValueError): rec = None
-        if isinstance(rec, dict): return rec
-        time.sleep(0.05)
-    return {}
-
-def _busy(path: Path, what: str, rec: dict) -> TdaError:
-    "The error of a second writer: the holder, named."
-    who = (f"process {rec.get('pid')} on {rec.get('host')} since {rec.get('since')} ({rec.get('command')})" if rec
-           else "another process")
-    return TdaError(f"{what} {path} is in use: {who} is writing it; wait for it to end or stop it, then run again.")
-
-def _lock_fd(lock: Path, path: Path, what: str, wait: bool = False) -> int:
-    "A descriptor of `lock` holding its exclusive `flock`; a `TdaError` naming the holder when another has it."
-    while True:
-        try: fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as e: raise _cannot_write(path, e) from None
-        try: fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except OSError as e:
-            busy = e.errno in (errno.EAGAIN, errno.EACCES)
-            rec = _holder(fd) if busy else {}
-            os.close(fd)
-            if busy: raise _busy(path, what, rec) from None
-            raise TdaError(f"cannot lock {what} {path}: the file system of {lock.parent} has no file locks "
-                           f"({e.strerror}); write elsewhere.") from None
-        try: same = os.fstat(fd).st_ino == os.stat(lock).st_ino
-        except OSError: same = False
-        if same: return fd
-        os.close(fd)  # its holder removed the file between our open and our lock: lock the one in place now
-
-_HELD = {}  # lock file -> the thread of this process holding it (which may lock it again inside)
-_HELD_BY = os.getpid()  # the process _HELD belongs to (a forked child inherits the dict, not the locks)
-
-@contextlib.contextmanager
-def writer_lock(path, what: str = 'output', wait: bool = False):
-    """Hold the exclusive lock of the run folder or dataset `path` (a `what`) for the block; another process holding
-    it is one `TdaError` naming it, raised before the block (with `wait`, wait for it instead). A lock of a process
-    that has ended is taken over; the thread holding a lock may take it again inside."""
-    path = Path(path)
-    lock = lock_path(path)
-    key = os.path.abspath(lock)
-    if _HELD.get(key) == threading.get_ident():
-        yield
-        return
-    try: lock.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise _cannot_write(path, e) from None
-    if fcntl is None:  # Windows
-        import filelock
-        try: held = filelock.FileLock(str(lock), timeout=-1 if wait else 0).acquire()
-        except filelock.Timeout: raise _busy(path, what, {}) from None
-        with held: yield
-        return
-    fd = _lock_fd(lock, path, what, wait)
-    global _HELD_BY
-    if _HELD_BY != os.getpid(): _HELD.clear()
-    _HELD[key], _HELD_BY = threading.get_ident(), os.getpid()
-    try:
-        rec = {'pid': os.getpid(), 'host': socket.gethostname(),
-               'since': _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'),
-               'command': shlex.join(sys.argv)[:300]}
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(rec).encode(), 0)
-        except OSError: pass  # a full device: the lock holds all the same, without the record
-        yield
-    finally:
-        _HELD.pop(key, None)
-        with contextlib.suppress(OSError): lock.unlink()  # while still holding it (see above)
-        os.close(fd)
-
-# %% ../nbs/00_core.ipynb #ee9526b4
-@contextlib.contextmanager
-def interrupt_checkpoints():
-    """Within the block, Ctrl-C (SIGINT) is recorded and raised as `KeyboardInterrupt` by the yielded `check()`, at
-    points where it is safe. Python raises a Ctrl-C wherever the main thread happens to be, including weakref callbacks
-    and `__del__`, where the exception is printed and swallowed, so a long job could run on to its end. Outside the
-    main thread, or where SIGINT is ignored (a background job of a script, `nohup ... &`), the block runs unchanged
-    (`check` does nothing)."""
-    hit = []
-    def check():
-        if hit: raise KeyboardInterrupt
-    old = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or old in (signal.SIG_IGN, None):
-        yield check
-        return
-    signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
-    try:
-        yield check
-        check()
-    finally: signal.signal(signal.SIGINT, old)
 
 # %% ../nbs/00_core.ipynb #304c2229
 _DISTS = ('tda', 'numpy', 'h5py', 'pillow', 'torch', 'torchvision', 'accelerate', 'timm', 'torchmetrics',
@@ -546,87 +285,3 @@ def run_record(config: dict, seed: int | None = None, **extra) -> dict:
     return {'created': _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'),
             'seed': seed, 'config': config, 'versions': library_versions(), 'git': git_revision(),
             'command': sys.argv, 'host': platform.node(), 'platform': platform.platform(), **extra}
-
-# %% ../nbs/00_core.ipynb #6d4fc881
-@dataclass(frozen=True)
-class _Family:
-    "Names matching `pattern`, built by `factory(match, **kw)`; `names`: the members to list."
-    pattern: re.Pattern
-    factory: object
-    example: str
-    task: object = None
-    names: tuple = ()
-
-class Registry:
-    "Names to factories, each for a task: exact names (`register`) and families of names (`register_pattern`)."
-    def __init__(self, kind: str, hint: str = ''):
-        self.kind, self.hint, self._items, self._tasks, self._patterns = kind, hint, {}, {}, []
-
-    def register(self, name: str | None = None, task: str | None = None):
-        "Decorator: register a function or class under `name` (default: its own name), for `task`."
-        def deco(fn):
-            key = name or fn.__name__
-            old = self._items.get(key)
-            if old is not None and getattr(old, '__qualname__', None) != getattr(fn, '__qualname__', None):
-                warnings.warn(f"{self.kind} {key!r} was {old!r}; now {fn!r}.", stacklevel=2)
-            self._items[key], self._tasks[key] = fn, task
-            return fn
-        return deco
-
-    def register_pattern(self, pattern: str, factory, example: str, task=None, names=()):
-        "Names matching the regular expression `pattern` are made by `factory(match, **kw)`: parsed here, once."
-        fam = _Family(re.compile(pattern), factory, example, task, tuple(names))
-        self._patterns = [f for f in self._patterns if f.pattern.pattern != pattern] + [fam]
-
-    def parse(self, name: str) -> tuple:
-        "`(factory, match, task)` of `name`; `match` (the parsed name) is None for an exact name."
-        if name in self._items: return self._items[name], None, self._tasks[name]
-        hits = [(f, m) for f in self._patterns if (m := f.pattern.fullmatch(name))]
-        if len(hits) > 1:
-            raise TdaError(f"{self.kind} {name!r} is in {len(hits)} families (like "
-                           f"{'; like '.join(f.example for f, _ in hits)}); make their patterns disjoint.")
-        if not hits: raise TdaError(self._unknown(name))
-        f, m = hits[0]
-        return f.factory, m, f.task(m) if callable(f.task) else f.task
-
-    def _unknown(self, name: str) -> str:
-        "The error for an unknown `name`: the closest known names (or the exact ones and the families), the hint."
-        score = lambda n: difflib.SequenceMatcher(None, name, n).ratio()
-        close = sorted(difflib.get_close_matches(name, self.listed(), n=5, cutoff=0.6), key=lambda n: (-score(n), n))
-        if close: known = f"the closest known: {', '.join(close)}"
-        else:
-            known = f"known {self.kind}s: {', '.join(sorted(self._items)) or '(none)'}"
-            known += ''.join(f"; or names like {f.example}" for f in self._patterns)
-        return f"unknown {self.kind} {name!r}; {known}{'; ' + self.hint if self.hint else ''}."
-
-    def get(self, name: str):
-        "The factory of `name` (a family's with the parsed name bound)."
-        fn, m, _ = self.parse(name)
-        return fn if m is None else functools.partial(fn, m)
-
-    def create(self, name: str, **kwargs):
-        "`name` made with `kwargs`."
-        return self.get(name)(**kwargs)
-
-    def task(self, name: str):
-        "The task `name` is registered for."
-        return self.parse(name)[2]
-
-    def listed(self, task: str | None = None, pattern: str | None = None) -> list[str]:
-        "Exact names and each family's listed members, of `task` only, matching the glob `pattern` only."
-        names = list(dict.fromkeys([*self._items, *(n for f in self._patterns for n in f.names)]))
-        if task is not None: names = [n for n in names if self.task(n) == task]
-        return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
-
-    def names(self) -> list[str]:
-        "The exact names, sorted."
-        return sorted(self._items)
-
-    def __contains__(self, name): return name in self._items or any(f.pattern.fullmatch(name) for f in self._patterns)
-    def __repr__(self): return f"Registry({self.kind}: {', '.join(self.names())})"
-
-# %% ../nbs/00_core.ipynb #aea28ad0
-MODELS = Registry('model', 'tda.list_models() lists them')  # (**kwargs) -> nn.Module; see tda.models
-DATASETS = Registry('dataset')      # (path, split, **kwargs) -> torch Dataset of dict items
-LOSSES = Registry('loss')           # (outputs, batch) -> per-sample loss
-METRIC_SETS = Registry('metric set')  # (**kwargs) -> an evaluator, see tda.train

@@ -159,7 +159,7 @@ def _clear(out: Path):
 
 @contextlib.contextmanager
 def _lock_run(out: Path, accelerator):
-    """Hold the run folder's lock (`tda.core.writer_lock`) for the whole run; the main process holds it, and a refusal
+    """Hold the run folder's lock (`tda.writing.writer_lock`) for the whole run; the main process holds it, and a refusal
     reaches every process of a launch, so all stop before anything is written."""
     with contextlib.ExitStack() as held:
         refused = None
@@ -322,7 +322,7 @@ def _scalars(d: dict) -> dict:
 
 def train(config: TrainConfig | dict, resume: bool = False, overwrite: bool = False) -> dict:
     """Train and test one model as `config` says; returns the results (also written to the run folder). The run folder
-    is locked for the whole run (one writer at a time, see `tda.core.writer_lock`)."""
+    is locked for the whole run (one writer at a time, see `tda.writing.writer_lock`)."""
     with contextlib.ExitStack() as held: return _train(config, resume, overwrite, held)
 
 def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) -> dict:

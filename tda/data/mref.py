@@ -316,7 +316,7 @@ def _write_tables(g, rows: np.ndarray, level):
 def generate_mref(path, params: MREFParams, workers: int | None = None, overwrite: bool = False,
                   progress: bool = True, chunk: int = 64, level: int = 1, start_method: str | None = None) -> Path:
     """Generate a dataset with `params` into the HDF5 file `path`; returns `path`. One process at a time writes a
-    file (`tda.core.writer_lock`): another is refused, naming the holder."""
+    file (`tda.writing.writer_lock`): another is refused, naming the holder."""
     path, p = Path(path), params
     if path.is_dir(): raise TdaError(f"{path} is a folder; give the path of the HDF5 file to write in it.")
     check_writable(path, overwrite)
