@@ -19,8 +19,8 @@ then predicts each paper-size run's CPU-seconds (`PAPER_EPOCHS` epochs, validati
 CPU-hours, and writes bench/results/attention_benchmark_cost_cpu.json. The machine's load average is recorded beside
 every figure: CPU-seconds are the process's own, but caches and memory bandwidth are shared.
 
-`report` writes bench/results/attention_benchmark_cpu/ (`tda.experiments.benchmark.benchmark_report`): the table, the
-figures, the claims table.
+`report` writes bench/results/attention_benchmark_cpu/ (`tda.experiments.benchmark_report.benchmark_report`): the
+table, the figures, the claims table.
 """
 import argparse
 import json
@@ -36,8 +36,9 @@ import torch.nn.functional as F
 
 from tda.core import get_settings, run_record, write_json
 from tda.data.locate import LocateDataset, ensure_locate
-from tda.experiments.benchmark import (BASELINE, PAPER_EPOCHS, RESOLUTIONS, accuracy_over_resolutions,
-                                       benchmark_report, localisation, model_cost, run_benchmark)
+from tda.experiments.benchmark import (BASELINE, PAPER_EPOCHS, RESOLUTIONS, accuracy_over_resolutions, localisation,
+                                       model_cost, run_benchmark)
+from tda.experiments.benchmark_report import benchmark_report
 from tda.models.benchmark import BENCHMARK_MODELS, benchmark_model
 
 RESULTS = Path(__file__).resolve().parent/'results'

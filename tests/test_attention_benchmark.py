@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import REPO
-from tda.experiments.benchmark import benchmark_report
+from tda.experiments.benchmark_report import benchmark_report
 from tda.sweep import load_sweep, run_sweep
 
 MODELS = ['resnet18', 'resnet18_tdjoint_t2_m1', 'resnet18_tdaf_anar3_f3', 'hattnet_ctx_noquery']

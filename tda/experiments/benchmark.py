@@ -8,7 +8,6 @@ Docs: https://tda-developers.github.io/tda/experiments.benchmark.html.md"""
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -33,11 +32,9 @@ from ..models.tdan import TDPasses
 from ..train import TrainConfig, config_diff, load_best, run_dir, train
 
 # %% auto #0
-__all__ = ['PAPER_EPOCHS', 'BASELINE', 'RESOLUTIONS', 'LABELS', 'CLAIMS', 'TABLE_COLUMNS', 'warmup_epochs', 'benchmark_config',
-           'train_or_resume', 'normalise_maps', 'MapScores', 'GridGradCAM', 'gradcam_maps', 'received_attention',
-           'localisation', 'accuracy_over_resolutions', 'latency', 'model_cost', 'run_benchmark', 'label',
-           'finished_summaries', 'compare', 'claims_table', 'summary_table', 'maps_table', 'claims_markdown',
-           'plot_accuracy_cost', 'plot_localisation', 'plot_resolution', 'plot_samples', 'benchmark_report']
+__all__ = ['PAPER_EPOCHS', 'BASELINE', 'RESOLUTIONS', 'LABELS', 'warmup_epochs', 'benchmark_config', 'label', 'train_or_resume',
+           'normalise_maps', 'MapScores', 'GridGradCAM', 'gradcam_maps', 'received_attention', 'localisation',
+           'accuracy_over_resolutions', 'latency', 'model_cost', 'run_benchmark']
 
 # %% ../../nbs/05d_experiments.benchmark.ipynb #a9afb453
 PAPER_EPOCHS = 10
@@ -56,6 +53,19 @@ def benchmark_config(model: str, data, seed: int = 0, epochs: int = PAPER_EPOCHS
         dataset_args={'in_memory': True}, inputs=['image'], target='label', metrics='classification',
         batch_size=batch_size, eval_batch_size=500, epochs=epochs, warmup_epochs=warmup_epochs(epochs), seed=seed,
         cpu=True, mixed_precision='no', out_dir=str(out_dir), progress=progress, **overrides))
+
+# %% ../../nbs/05d_experiments.benchmark.ipynb #5d2b8f40
+#: Short names of the benchmark's models, in the report's order.
+LABELS = {'resnet18': 'ResNet-18', 'resnet18_se': 'SE', 'resnet18_cbam': 'CBAM', 'resnet18_eca': 'ECA',
+          'resnet18_tdjoint_t2_m1': 'TD-joint', 'resnet18_tdtop_t2_m1': 'TD-top',
+          'resnet18_tdjoint_t3_m1': 'TD-joint t3',
+          'resnet18_tdaf_anar3_f2': 'TDAF f2', 'resnet18_tdaf_anar3_f3': 'TDAF f3', 'mobilenetv3_large': 'MNv3',
+          'mobilenetv3_large_tdjoint_t2_m1': 'MNv3 TD-joint', 'hattnet_noquery': 'HAttNet',
+          'hattnet_ctx_noquery': 'HAttNet-CTX'}
+
+def label(model: str) -> str:
+    "The report's name of `model`."
+    return LABELS.get(model, model)
 
 # %% ../../nbs/05d_experiments.benchmark.ipynb #0a89d722
 def train_or_resume(cfg: TrainConfig) -> dict:
@@ -266,267 +276,3 @@ def run_benchmark(model: str, difficulty: str = 'clean', seed: int = 0, size: st
         with atomic_path(out/'samples.npz', overwrite=True) as tmp:
             with open(tmp, 'wb') as f: np.savez_compressed(f, **loc['samples'])
     return summary
-
-# %% ../../nbs/05d_experiments.benchmark.ipynb #1f04e57e
-#: Short names of the benchmark's models, in the report's order.
-LABELS = {'resnet18': 'ResNet-18', 'resnet18_se': 'SE', 'resnet18_cbam': 'CBAM', 'resnet18_eca': 'ECA',
-          'resnet18_tdjoint_t2_m1': 'TD-joint', 'resnet18_tdtop_t2_m1': 'TD-top',
-          'resnet18_tdjoint_t3_m1': 'TD-joint t3',
-          'resnet18_tdaf_anar3_f2': 'TDAF f2', 'resnet18_tdaf_anar3_f3': 'TDAF f3', 'mobilenetv3_large': 'MNv3',
-          'mobilenetv3_large_tdjoint_t2_m1': 'MNv3 TD-joint', 'hattnet_noquery': 'HAttNet',
-          'hattnet_ctx_noquery': 'HAttNet-CTX'}
-
-def label(model: str) -> str:
-    "The report's name of `model`."
-    return LABELS.get(model, model)
-
-def finished_summaries(root) -> list[dict]:
-    "The summaries of the finished runs of the sweep folder `root` (a run's `status.json` says done), with `run_dir`."
-    found = []
-    for st in sorted(Path(root).glob('*/status.json')):
-        f = st.parent/'output'/'summary.json'
-        if json.loads(st.read_text()).get('status') == 'done' and f.is_file():
-            found.append({**json.loads(f.read_text()), 'run_dir': str(st.parent)})
-    if not found:
-        raise TdaError(f"{root} holds no finished benchmark run; run the sweep first "
-                       "(`tda sweep attention_benchmark`).")
-    return found
-
-# %% ../../nbs/05d_experiments.benchmark.ipynb #aff160e4
-def compare(a, b, higher: bool = True) -> dict:
-    "Means, sds and seeds of `a` and `b`, the difference a - b, its standard error and the verdict on 'a beats b'."
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    sd = lambda v: float(v.std(ddof=1)) if len(v) > 1 else float('nan')
-    diff = float(a.mean() - b.mean()) if len(a) and len(b) else float('nan')
-    se = math.sqrt(sd(a) ** 2 / len(a) + sd(b) ** 2 / len(b)) if len(a) > 1 and len(b) > 1 else float('nan')
-    sign = 1 if higher else -1
-    if math.isnan(se): verdict = 'too few seeds to tell'
-    elif sign * diff > 2 * se: verdict = 'holds'
-    elif sign * diff < -2 * se: verdict = 'does not hold (reversed)'
-    else: verdict = "does not hold (within the seeds' spread)"
-    return {'a_mean': float(a.mean()) if len(a) else float('nan'), 'a_sd': sd(a), 'a_n': len(a),
-            'b_mean': float(b.mean()) if len(b) else float('nan'), 'b_sd': sd(b), 'b_n': len(b),
-            'diff': diff, 'se': se, 'verdict': verdict}
-
-# %% ../../nbs/05d_experiments.benchmark.ipynb #f4f4e15d
-_TD = ('resnet18_tdjoint_t2_m1', 'resnet18_tdtop_t2_m1')
-CLAIMS = [  # (paper, claim, [(a, b)], metric, how the data tests it)
-    ('TDAN', 'TD improves top-1 over the feedforward network at small extra cost',
-     [(m, 'resnet18') for m in _TD] + [('mobilenetv3_large_tdjoint_t2_m1', 'mobilenetv3_large')], 'top1',
-     'top-1 of the TD model against its backbone'),
-    ('TDAN', 'TD outperforms SE, CBAM and ECA', [(_TD[0], b) for b in ('resnet18_se', 'resnet18_cbam', 'resnet18_eca')],
-     'top1', 'top-1 of TD-joint against each'),
-    ('TDAF', 'TDAF improves top-1 over its backbone at small extra cost', [('resnet18_tdaf_anar3_f3', 'resnet18')],
-     'top1', 'top-1 of TDAF (ANAR-3, 3 flows) against ResNet-18'),
-    ('TDAN', 'TD localises objects better without supervision (weakly-supervised localisation)',
-     [(m, 'resnet18') for m in _TD], 'maxboxacc_v2_gradcam', 'MaxBoxAccV2 of Grad-CAM of the last stage'),
-    ('TDAN', 'TD localises objects better without supervision (weakly-supervised localisation)',
-     [(m, 'resnet18') for m in _TD], 'pxap_gradcam', 'PxAP of Grad-CAM of the last stage'),
-    ('TDAF', "TDAF's top-down attention finds the important regions (better localisation)",
-     [('resnet18_tdaf_anar3_f3', 'resnet18')], 'pxap_gradcam', 'PxAP of Grad-CAM of the last stage'),
-    ('TDAN', 'TD is more robust to the input resolution (keeps its accuracy at twice the training resolution)',
-     [(m, 'resnet18') for m in _TD], 'top1_res128', 'top-1 with the test images at 128 px (trained at 64)'),
-    ('TDAN', 'TD is more robust to the input resolution (keeps its accuracy at lower resolutions)',
-     [(m, 'resnet18') for m in _TD], 'top1_res48', 'top-1 with the test images at 48 px (trained at 64)'),
-    ('TDAN', 'More feedback steps help: t=2 beats t=1 (the feedforward network); t=3 beats t=1',
-     [('resnet18_tdjoint_t2_m1', 'resnet18'), ('resnet18_tdjoint_t3_m1', 'resnet18')], 'top1',
-     'top-1 of TD-joint with 2 and 3 passes against ResNet-18'),
-    ('TDAF', 'More recursive flows help', [('resnet18_tdaf_anar3_f3', 'resnet18_tdaf_anar3_f2'),
-                                           ('resnet18_tdaf_anar3_f2', 'resnet18')], 'top1',
-     'top-1 of TDAF with 3 flows against 2, and 2 against one (ResNet-18)'),
-]
-
-def claims_table(rows: list[dict]) -> list[dict]:
-    "Every claim of `CLAIMS` on every difficulty of `rows` (run summaries), where both its models have finished runs."
-    out = []
-    for paper, claim, pairs, metric, how in CLAIMS:
-        for d in sorted({r['difficulty'] for r in rows}):
-            vals = lambda m: [r[metric] for r in rows if r['model'] == m and r['difficulty'] == d and metric in r]
-            for a, b in pairs:
-                if vals(a) and vals(b):
-                    out.append({'paper': paper, 'claim': claim, 'difficulty': d, 'a': a, 'b': b, 'metric': metric,
-                                'test': how, **compare(vals(a), vals(b)), **_cost_ratio(rows, a, b, d)})
-    return out
-
-def _cost_ratio(rows, a, b, difficulty) -> dict:
-    "The extra cost of model `a` over model `b`: parameters, multiply-adds and latency, as ratios of the means."
-    mean = lambda m, k: np.mean([r[k] for r in rows if r['model'] == m and r['difficulty'] == difficulty])
-    return {f'{k}_ratio': float(mean(a, k) / mean(b, k)) for k in ('params', 'mmacs', 'latency_ms')}
-
-# %% ../../nbs/05d_experiments.benchmark.ipynb #53b3c862
-TABLE_COLUMNS = {'top1': 'top-1', 'params': 'params (k)', 'mmacs': 'MMACs', 'latency_ratio': 'latency ×',
-                 'train_samples_per_cpu_s': 'train img/CPU-s', 'pxap_gradcam': 'Grad-CAM PxAP',
-                 'maxboxacc_v2_gradcam': 'Grad-CAM MaxBoxAccV2', 'pointing_gradcam': 'Grad-CAM pointing',
-                 'tps_gradcam': 'Grad-CAM TPS', 'pxap_attention': 'own PxAP',
-                 'maxboxacc_v2_attention': 'own MaxBoxAccV2',
-                 'pointing_attention': 'own pointing', 'tps_attention': 'own TPS', 'top1_res48': 'top-1 @48',
-                 'top1_res128': 'top-1 @128'}
-
-def _cell(values, key) -> str:
-    "mean ± sd (seeds) of `values`, thousands for parameters."
-    v = np.asarray(values, float) / (1e3 if key == 'params' else 1)
-    if not len(v): return ''
-    digits = 1 if key in ('params', 'mmacs', 'train_samples_per_cpu_s') else 2 if key == 'latency_ratio' else 4
-    sd = f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else ''
-    return f"{v.mean():.{digits}f}{sd} ({len(v)})"
-
-def summary_table(rows: list[dict], columns=TABLE_COLUMNS) -> str:
-    "A markdown table per difficulty: every model's mean ± sd (seeds) of each column."
-    order = [m for m in LABELS if any(r['model'] == m for r in rows)]
-    order += sorted({r['model'] for r in rows} - set(order))
-    parts = []
-    for d in sorted({r['difficulty'] for r in rows}):
-        parts += [f"\n### {d}\n", '| model | ' + ' | '.join(columns.values()) + ' |',
-                  '|---' * (len(columns) + 1) + '|']
-        for m in order:
-            sel = [r for r in rows if r['model'] == m and r['difficulty'] == d]
-            if sel:
-                parts.append(f"| {label(m)} | " + ' | '.join(_cell([r[k] for r in sel if k in r], k) for k in columns)
-                             + ' |')
-    return '\n'.join(parts).strip() + '\n'
-
-def maps_table(rows: list[dict]) -> str:
-    "A markdown table of every map of every model: PxAP, MaxBoxAccV2, pointing game and TPS, mean ± sd (seeds)."
-    keys = ('pxap', 'maxboxacc_v2', 'pointing', 'tps')
-    lines = ['| difficulty | model | map | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 3) + '|']
-    for d in sorted({r['difficulty'] for r in rows}):
-        for m in [m for m in LABELS if any(r['model'] == m for r in rows)]:
-            sel = [r for r in rows if r['model'] == m and r['difficulty'] == d]
-            for name in dict.fromkeys(k for r in sel for k in r['maps']):
-                cells = [_cell([r['maps'][name][k] for r in sel if k in r['maps'].get(name, {})], k) for k in keys]
-                lines.append(f"| {d} | {label(m)} | {name} | " + ' | '.join(cells) + ' |')
-    return '\n'.join(lines) + '\n'
-
-def _mean_sd(mean: float, sd: float, n: int) -> str:
-    "mean ± sd (n), the sd left out below two seeds."
-    return f"{mean:.4f}" + (f" ± {sd:.4f}" if n > 1 else '') + f" ({n})"
-
-def claims_markdown(claims: list[dict]) -> str:
-    "The claims table as markdown: the claim, the test, both models' mean ± sd (seeds), the difference, the verdict."
-    lines = ['| paper | claim | difficulty | test | a | b | a | b | a - b (± se) | extra params, MACs, latency '
-             '| verdict |',
-             '|---' * 11 + '|']
-    for c in claims:
-        ms = lambda p: _mean_sd(c[f'{p}_mean'], c[f'{p}_sd'], c[f'{p}_n'])
-        cost = f"×{c['params_ratio']:.2f}, ×{c['mmacs_ratio']:.2f}, ×{c['latency_ms_ratio']:.2f}"
-        se = '' if math.isnan(c['se']) else f" (± {c['se']:.4f})"
-        lines.append(f"| {c['paper']} | {c['claim']} | {c['difficulty']} | {c['test']} | {label(c['a'])} | "
-                     f"{label(c['b'])} | {ms('a')} | {ms('b')} | {c['diff']:+.4f}{se} | {cost} | "
-                     f"**{c['verdict']}** |")
-    return '\n'.join(lines) + '\n'
-
-# %% ../../nbs/05d_experiments.benchmark.ipynb #af7287f5
-def _frame(rows: list[dict]):
-    import pandas as pd
-    flat = [{k: v for k, v in r.items() if isinstance(v, (int, float, str, bool))} for r in rows]
-    df = pd.DataFrame(flat)
-    df['label'] = df['model'].map(label)
-    return df
-
-def plot_accuracy_cost(rows: list[dict]):
-    "Top-1 (mean ± sd over seeds) against multiply-adds and against latency, one panel per difficulty and cost."
-    import matplotlib.pyplot as plt
-    df = _frame(rows)
-    agg = df.groupby(['difficulty', 'label']).agg(top1=('top1', 'mean'), sd=('top1', 'std'), mmacs=('mmacs', 'mean'),
-                                                   lat=('latency_ratio', 'mean')).reset_index()
-    ds = sorted(agg['difficulty'].unique())
-    fig, axes = plt.subplots(len(ds), 2, figsize=(11, 4 * len(ds)), squeeze=False, layout='constrained')
-    for i, d in enumerate(ds):
-        a = agg[agg['difficulty'] == d]
-        names = ('multiply-adds per 64 px image (M)', 'CPU latency / ResNet-18')
-        for ax, x, name in zip(axes[i], ('mmacs', 'lat'), names):
-            ax.errorbar(a[x], a['top1'], yerr=a['sd'].fillna(0), fmt='o', capsize=3)
-            for _, r in a.iterrows(): ax.annotate(r['label'], (r[x], r['top1']), fontsize=7, xytext=(3, 3),
-                                                  textcoords='offset points')
-            ax.set(xlabel=name, ylabel='top-1', title=f"{d}: accuracy against cost")
-    return fig
-
-def plot_localisation(rows: list[dict]):
-    "PxAP and MaxBoxAccV2 of Grad-CAM and of the model's own attention, mean ± sd over seeds, per difficulty."
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-    df = _frame(rows)
-    long = [{'difficulty': r['difficulty'], 'model': r['label'], 'map': 'own attention' if k.endswith('attention')
-             else 'Grad-CAM', 'metric': 'PxAP' if k.startswith('pxap') else 'MaxBoxAccV2', 'value': r[k]}
-            for _, r in df.iterrows() for k in ('pxap_gradcam', 'pxap_attention', 'maxboxacc_v2_gradcam',
-                                                'maxboxacc_v2_attention') if k in r and not np.isnan(r[k])]
-    import pandas as pd
-    long = pd.DataFrame(long)
-    g = sns.catplot(long, x='model', y='value', hue='map', row='difficulty', col='metric', kind='bar', errorbar='sd',
-                    height=3.2, aspect=1.8, sharey=False,
-                    order=[label(m) for m in LABELS if label(m) in set(long['model'])])
-    for ax in g.axes.flat:
-        ax.tick_params(axis='x', labelrotation=60)
-        for t in ax.get_xticklabels(): t.set_horizontalalignment('right')
-    g.figure.tight_layout()  # room for the rotated names
-    return g.figure
-
-def plot_resolution(rows: list[dict]):
-    "Top-1 against the test resolution (trained at 64 px), mean over seeds, one panel per difficulty."
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-    long = pd.DataFrame([{'difficulty': r['difficulty'], 'model': label(r['model']), 'size': int(s), 'top1': v}
-                         for r in rows for s, v in r['resolutions'].items()])
-    ds = sorted(long['difficulty'].unique())
-    fig, axes = plt.subplots(1, len(ds), figsize=(6 * len(ds), 4), squeeze=False, layout='constrained')
-    for ax, d in zip(axes[0], ds):
-        sns.lineplot(long[long['difficulty'] == d], x='size', y='top1', hue='model', marker='o', errorbar='sd', ax=ax)
-        ax.axvline(64, color='grey', ls=':', lw=1)
-        ax.set(title=f"{d}: accuracy over the test resolution", xlabel='test resolution (px)')
-        ax.legend(fontsize=7)
-    return fig
-
-def plot_samples(rows: list[dict], difficulty: str, n: int = 4, seed: int | None = None):
-    "Grad-CAM and own attention of every model (lowest seed) on the same `n` test images of `difficulty`."
-    import matplotlib.pyplot as plt
-    runs = {}
-    for r in sorted((r for r in rows if r['difficulty'] == difficulty), key=lambda r: r['seed']):
-        if (seed is None or r['seed'] == seed) and r['model'] not in runs: runs[r['model']] = r
-    order = [m for m in LABELS if m in runs] + sorted(set(runs) - set(LABELS))
-    loaded = {m: dict(np.load(Path(runs[m]['run_dir'])/'output'/'samples.npz')) for m in order}
-    first = next(iter(loaded.values()))
-    n = min(n, len(first['image']))
-    fig, axes = plt.subplots(len(order) + 1, 2 * n, figsize=(1.5 * 2 * n, 1.55 * (len(order) + 1)),
-                             squeeze=False, layout='constrained')
-    for j in range(n):
-        for k in (0, 1):
-            ax = axes[0, 2 * j + k]
-            ax.imshow(first['image'][j].transpose(1, 2, 0))
-            if k: ax.contour(first['mask'][j], levels=[0.5], colors='lime', linewidths=0.6)
-            ax.set_title(f"label {int(first['label'][j])}" if not k else 'target', fontsize=7)
-    for i, m in enumerate(order, 1):
-        z = loaded[m]
-        for j in range(n):
-            for k, name in enumerate(('gradcam', 'attention')):
-                ax = axes[i, 2 * j + k]
-                ax.imshow(z['image'][j].transpose(1, 2, 0))
-                if f'map/{name}' in z:
-                    ax.imshow(z[f'map/{name}'][j].astype(np.float32), cmap='jet', alpha=0.5, vmin=0, vmax=1)
-                if i == 1: ax.set_title('Grad-CAM' if k == 0 else 'own attention', fontsize=7)
-        axes[i, 0].set_ylabel(label(m), fontsize=7)
-    for ax in axes.flat: ax.set(xticks=[], yticks=[])
-    return fig
-
-# %% ../../nbs/05d_experiments.benchmark.ipynb #a5b65731
-def benchmark_report(root, out, n_samples: int = 4, overwrite: bool = True) -> dict:
-    "The report of the finished runs of the benchmark sweep folder `root`, written into `out` (see above)."
-    import pandas as pd
-    from tda.viz import save_figure
-    rows, out = finished_summaries(root), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    claims = claims_table(rows)
-    texts = {'table.md': summary_table(rows), 'maps.md': maps_table(rows), 'claims.md': claims_markdown(claims)}
-    for name, text in texts.items():
-        with atomic_path(out/name, overwrite=overwrite) as tmp: Path(tmp).write_text(text)
-    with atomic_path(out/'runs.csv', overwrite=overwrite) as tmp: _frame(rows).to_csv(tmp, index=False)
-    write_json(out/'claims.json', claims)
-    figures = {'accuracy_cost.png': plot_accuracy_cost(rows), 'localisation.png': plot_localisation(rows),
-               'resolution.png': plot_resolution(rows),
-               **{f'samples_{d}.png': plot_samples(rows, d, n_samples)
-                  for d in sorted({r['difficulty'] for r in rows})}}
-    for name, fig in figures.items(): save_figure(fig, out/name, overwrite=overwrite)
-    write_json(out/'summary.json', {'runs': len(rows), 'claims': claims, 'files': sorted([*texts, 'runs.csv',
-                                                                                          'claims.json', *figures]),
-                                    'run': run_record({'root': str(root)})})
-    return {'rows': rows, 'claims': claims, **texts, 'files': sorted(p.name for p in out.iterdir())}
