@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,8 +35,8 @@ import torch.nn.functional as F
 
 from tda.core import get_settings, run_record, write_json
 from tda.data.locate import LocateDataset, ensure_locate
-from tda.experiments.benchmark import (BASELINE, PAPER_EPOCHS, RESOLUTIONS, accuracy_over_resolutions, localisation,
-                                       model_cost, run_benchmark)
+from tda.experiments.benchmark import (PAPER_EPOCHS, RESOLUTIONS, accuracy_over_resolutions, localisation, model_cost,
+                                       run_benchmark)
 from tda.experiments.benchmark_report import benchmark_report
 from tda.models.benchmark import BENCHMARK_MODELS, benchmark_model
 
