@@ -84,7 +84,8 @@ class MREFMetrics(PerSampleMetrics):
         d = {'index': batch['index'], 'pred': logits.argmax(1), 'target': batch[self.target], 'loss': loss.float(),
              'scale': batch['scale'].float(), 'uniform': uniform_strength(mask)}
         if outputs.get('attention'):
-            att = effective_attention(outputs['attention'], mask.shape[-2:], self.attention_map, outputs.get('geometry'))
+            att = effective_attention(outputs['attention'], mask.shape[-2:], self.attention_map,
+                                      outputs.get('geometry'))
             d['tps'] = true_positive_strength(att, mask)
             d['pointing'] = pointing_game(att, mask, self.tolerance)
             if self.pr is not None: d['_attention'], d['_mask'] = att.half(), mask

@@ -68,7 +68,7 @@ def even_geometry(cells: int, size: int) -> MapGeometry:
     return MapGeometry(stride, (stride - 1) / 2)
 
 def place_map(attention: torch.Tensor, size, geometry: MapGeometry | None = None) -> torch.Tensor:
-    "`attention` (B,h,w) or (B,1,h,w) resampled to `size` (int or (H, W)) by its cells' `geometry`, clamped at 0: (B,H,W)."
+    "`attention` (B,h,w) or (B,1,h,w) resampled to `size` (int or (H, W)) by its cells' `geometry`, clamped at 0."
     a = _check_attention(attention)
     H, W = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if geometry is None: return resize_attention(a, (H, W))  # an even tiling

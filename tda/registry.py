@@ -1,4 +1,4 @@
-"""Models, datasets, losses and metric sets found by name: `Registry`, families of names, and the four registries of the project.
+"""Models, datasets, losses and metric sets found by name: `Registry`, families of names, the four registries.
 
 Docs: https://tda-developers.github.io/tda/registry.html.md"""
 

@@ -62,7 +62,7 @@ def _trainer_requeued(d: Path, job: str, restarts: int) -> bool:
 def _now() -> str: return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')
 
 def run_job(sw: Sweep, root: str, run: SweepRun) -> dict:
-    "One run of sweep `sw` inside its SLURM job, holding the run folder's lock (a second job of the run stops untouched)."
+    "One run of sweep `sw` inside its SLURM job, holding the run folder's lock (a second job of it stops untouched)."
     with writer_lock(Path(root)/run.id, 'sweep run'): return _run_job(sw, root, run)
 
 def _run_job(sw: Sweep, root: str, run: SweepRun) -> dict:

@@ -1,4 +1,4 @@
-"""A training process inside a SLURM job: its place in the process group from `srun`, SLURM's warning signal, requeue and resume.
+"""A training process inside a SLURM job: its rank from `srun`, SLURM's warning signal, requeue and resume.
 
 Docs: https://tda-developers.github.io/tda/slurm_job.html.md"""
 

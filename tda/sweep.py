@@ -77,7 +77,8 @@ class _Runner:
         t0, started = time.time(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')
         if self.stopping.is_set(): return {'status': 'interrupted'}
         with open(d/'papermill.log', 'w') as log, run_scratch(d) as scratch:
-            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env, 'TMPDIR': scratch},
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                 env={**os.environ, **env, 'TMPDIR': scratch},
                                  cwd=d)
             with self.lock: self.procs.add(p)
             (d/'pid').write_text(str(p.pid))

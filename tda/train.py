@@ -159,8 +159,8 @@ def _clear(out: Path):
 
 @contextlib.contextmanager
 def _lock_run(out: Path, accelerator):
-    """Hold the run folder's lock (`tda.writing.writer_lock`) for the whole run; the main process holds it, and a refusal
-    reaches every process of a launch, so all stop before anything is written."""
+    """Hold the run folder's lock (`tda.writing.writer_lock`) for the whole run; the main process holds it, and a
+    refusal reaches every process of a launch, so all stop before anything is written."""
     with contextlib.ExitStack() as held:
         refused = None
         if accelerator.is_main_process:

@@ -1,4 +1,4 @@
-"""Writing files safely: no half-written file, the temporaries of killed writers removed, a full disk said as such, one writer at a time, Ctrl-C at safe points.
+"""Writing files safely: never half-written, stale temporaries removed, one writer at a time, Ctrl-C at safe points.
 
 Docs: https://tda-developers.github.io/tda/writing.html.md"""
 

@@ -49,7 +49,7 @@ TABLE1_MODELS = ('stn', 'soft', 'hard', 'hattnet', 'hattnet_ctx')
 
 # %% ../../nbs/05a_experiments.table1.ipynb #b1e0a0f1
 def gate_study_table(fn) -> str:
-    "The rows of a gate study (`bench/gate_study.py` writes them: `bench/results/gate_study_cpu.json`) as a Markdown table."
+    "The rows of a gate study (`bench/gate_study.py` writes `bench/results/gate_study_cpu.json`) as a Markdown table."
     fn = Path(fn)
     try: rows = json.loads(fn.read_text())['rows']
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -60,7 +60,8 @@ def gate_study_table(fn) -> str:
     for r in rows:
         layers = [k for k in r['tps'] if k != 'product']
         first = r['mean'][layers[0]]
-        lines.append(f"| {r['variant']} | {r['epochs']} | {100 * r['accuracy']:.1f} | {100 * r['tps']['product']:.2f} | "
+        lines.append(f"| {r['variant']} | {r['epochs']} | {100 * r['accuracy']:.1f} "
+                     f"| {100 * r['tps']['product']:.2f} | "
                      + ' / '.join(f"{100 * r['tps'][k]:.2f}" for k in layers)
                      + f" | {first['background']:.2f} / {first['queried digit']:.2f} |")
     return '\n'.join(lines)
@@ -125,7 +126,7 @@ def sample_batch(fn, n: int, seed: int = 0) -> tuple[dict, np.ndarray, list[str]
 
 @torch.no_grad()
 def attention_samples(model, batch: dict) -> dict:
-    "Predictions of `model` (in eval mode) on a `batch`, its layers' maps placed on the image by their geometry, and grids."
+    "Predictions of `model` (eval mode) on a `batch`, its layers' maps placed on the image by geometry, and grids."
     out = as_outputs(model.eval()(batch['image'], batch['query']))
     size, geo = batch['image'].shape[-2:], out.get('geometry') or {}
     return {'pred': out['logits'].argmax(1).numpy(),
@@ -301,7 +302,7 @@ def _samples(batch: dict, idx) -> dict:
 
 # %% ../../nbs/05a_experiments.table1.ipynb #70e1c961
 def evaluate_pretrained(name: str, dataset: str, fn, progress: bool = False, folder=None) -> tuple[dict, nn.Module]:
-    "A table row for our weights of `name` trained on `dataset` (`folder`: else the package's), tested on `fn`'s test split."
+    "A table row for our weights of `name` trained on `dataset` (`folder`, else the package's), on `fn`'s test split."
     model, card = load_pretrained(name, dataset, folder=folder), pretrained_cards(folder)[(name, dataset)]
     cfg = TrainConfig(preset='seo2016', model=name, data=str(fn), progress=progress)
     test = MREFDataset(fn, 'test', in_memory=True)
@@ -344,7 +345,8 @@ def report_pretrained(out, files: dict, n_samples: int = 4, seed: int = 0, progr
     copy_run_records(out, records or {})
     results, samples, palette, curves = {}, {}, None, {}
     for v, fn in files.items():
-        names = sorted((m for m, d in cards if d == v), key=lambda m: -TABLE1_MODELS.index(m) if m in TABLE1_MODELS else 0)  # the paper's order
+        order = lambda m: -TABLE1_MODELS.index(m) if m in TABLE1_MODELS else 0  # the paper's order
+        names = sorted((m for m, d in cards if d == v), key=order)
         if not names: continue
         batch, idx, palette = sample_batch(fn, n_samples, seed)
         results[v], samples[v] = {}, _samples(batch, idx)

@@ -45,7 +45,8 @@ def check_image_size(image, stages: int):
     "Raise one clear error when `image` is smaller than the trunk takes."
     if min(image.shape[-2:]) < (side := min_image_size(stages)):
         raise TdaError(f"images of {image.shape[-2]}x{image.shape[-1]} px are too small for a trunk of {stages} "
-                       f"stages, which needs at least {side}x{side}; resize them (the dataset's size) or use fewer stages.")
+                       f"stages, which needs at least {side}x{side}; resize them (the dataset's size) or use fewer "
+                       "stages.")
 
 def stage_geometry(stage: int, before_pool: bool = False) -> MapGeometry:
     "Where the cells of trunk stage `stage`'s output (1 is the first) sit in the image; `before_pool`: its conv's."
