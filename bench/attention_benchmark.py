@@ -20,7 +20,7 @@ CPU-hours, and writes bench/results/attention_benchmark_cost_cpu.json. The machi
 every figure: CPU-seconds are the process's own, but caches and memory bandwidth are shared.
 
 `report` writes bench/results/attention_benchmark_cpu/ (`tda.experiments.benchmark_report.benchmark_report`): the
-table, the figures, the claims table.
+table, the figures, the claims table, and every run's record under runs/ (kept for the next report, in git).
 """
 import argparse
 import json
@@ -37,7 +37,7 @@ from tda.core import get_settings, run_record, write_json
 from tda.data.locate import LocateDataset, ensure_locate
 from tda.experiments.benchmark import (PAPER_EPOCHS, RESOLUTIONS, accuracy_over_resolutions, localisation, model_cost,
                                        run_benchmark)
-from tda.experiments.benchmark_report import benchmark_report
+from tda.experiments.benchmark_report import benchmark_report, kept_records, record_name, rows_from_csv
 from tda.models.benchmark import BENCHMARK_MODELS, benchmark_model
 
 RESULTS = Path(__file__).resolve().parent/'results'
@@ -163,6 +163,10 @@ def cmd_cost(a):
 
 def cmd_report(a):
     root = Path(a.root) if a.root else get_settings().runs_dir/a.sweep
+    if a.from_csv:  # runs whose folders are gone: their records rebuilt from a runs.csv, where none is kept
+        kept = kept_records(a.out)
+        for r in rows_from_csv(a.from_csv, note=a.note):
+            if record_name(r) not in kept: write_json(Path(a.out)/'runs'/record_name(r), r, overwrite=False)
     rep = benchmark_report(root, a.out, n_samples=a.samples)
     print(rep['table.md'])
     print(rep['claims.md'])
@@ -189,6 +193,9 @@ def main():
     r.add_argument('--root', help='the sweep folder (default: <runs_dir>/<sweep>)')
     r.add_argument('--out', default=str(RESULTS/'attention_benchmark_cpu'))
     r.add_argument('--samples', type=int, default=4, help='test images in the figures of maps')
+    r.add_argument('--from-csv', help="a runs.csv of this report: records of its runs that have none kept (their "
+                   "folders lost) are rebuilt from it, marked as such")
+    r.add_argument('--note', default='', help='why, written into every record rebuilt by --from-csv')
     r.set_defaults(func=cmd_report)
     a = p.parse_args()
     a.func(a)

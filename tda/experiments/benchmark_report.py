@@ -18,9 +18,9 @@ from .benchmark import LABELS, label
 
 
 # %% auto #0
-__all__ = ['CLAIMS', 'TABLE_COLUMNS', 'finished_summaries', 'compare', 'claims_table', 'summary_table', 'maps_table',
-           'claims_markdown', 'plot_accuracy_cost', 'plot_localisation', 'plot_resolution', 'plot_samples',
-           'benchmark_report']
+__all__ = ['CLAIMS', 'TABLE_COLUMNS', 'finished_summaries', 'record_name', 'kept_records', 'compare', 'claims_table',
+           'summary_table', 'maps_table', 'claims_markdown', 'plot_accuracy_cost', 'plot_localisation',
+           'plot_resolution', 'plot_samples', 'plot_curves', 'benchmark_report', 'rows_from_csv']
 
 # %% ../../nbs/05e_experiments.benchmark_report.ipynb #1f04e57e
 def finished_summaries(root) -> list[dict]:
@@ -30,10 +30,29 @@ def finished_summaries(root) -> list[dict]:
         f = st.parent/'output'/'summary.json'
         if json.loads(st.read_text()).get('status') == 'done' and f.is_file():
             found.append({**json.loads(f.read_text()), 'run_dir': str(st.parent)})
-    if not found:
-        raise TdaError(f"{root} holds no finished benchmark run; run the sweep first "
-                       "(`tda sweep attention_benchmark`).")
     return found
+
+def _history(train_dir) -> list[dict]:
+    "The per-epoch rows of a run's training (its `metrics.json`), where its folder is still there."
+    f = Path(train_dir or '')/'metrics.json'
+    return json.loads(f.read_text()) if train_dir and f.is_file() else []
+
+def record_name(r: dict) -> str:
+    "The file name of run `r`'s kept record: `<size>-<difficulty>-<model>-seed<seed>.json`."
+    return f"{r['size']}-{r['difficulty']}-{r['model']}-seed{r['seed']}.json"
+
+def kept_records(out) -> dict[str, dict]:
+    "The run records an earlier report kept in `out/runs/`, by file name; a file that is not one says so."
+    kept = {}
+    for f in sorted(Path(out, 'runs').glob('*.json')):
+        try: r = json.loads(f.read_text())
+        except json.JSONDecodeError as e: raise TdaError(f"{f} is not a run record ({e}); delete it, or restore it "
+                                                         "with git, and report again.") from None
+        if not isinstance(r, dict) or not {'model', 'difficulty', 'seed', 'size', 'top1'} <= set(r):
+            raise TdaError(f"{f} is not a run record (it lacks model, difficulty, seed, size or top1); delete it, or "
+                           "restore it with git, and report again.")
+        kept[f.name] = r
+    return kept
 
 # %% ../../nbs/05e_experiments.benchmark_report.ipynb #aff160e4
 def compare(a, b, higher: bool = True) -> dict:
@@ -219,14 +238,26 @@ def plot_resolution(rows: list[dict]):
         ax.legend(fontsize=7)
     return fig
 
+def _samples_file(r: dict) -> Path | None:
+    "Run `r`'s `samples.npz`, where its folder is still there."
+    f = Path(r.get('run_dir') or '.')/'output'/'samples.npz'
+    return f if r.get('run_dir') and f.is_file() else None
+
 def plot_samples(rows: list[dict], difficulty: str, n: int = 4, seed: int | None = None):
-    "Grad-CAM and own attention of every model (lowest seed) on the same `n` test images of `difficulty`."
+    """Grad-CAM and own attention of every model on the same `n` test images of `difficulty`, from the runs whose
+    folders hold their samples: of `seed`, or of the seed that most models have (the lowest of equals), another seed
+    for a model that lacks it (named beside the model). None where no run of `difficulty` has its samples here."""
     import matplotlib.pyplot as plt
+    have = [r for r in rows if r['difficulty'] == difficulty and _samples_file(r)]
+    if not have: return None
+    if seed is None:
+        seeds = sorted({r['seed'] for r in have})
+        seed = max(seeds, key=lambda s: (len({r['model'] for r in have if r['seed'] == s}), -s))
     runs = {}
-    for r in sorted((r for r in rows if r['difficulty'] == difficulty), key=lambda r: r['seed']):
-        if (seed is None or r['seed'] == seed) and r['model'] not in runs: runs[r['model']] = r
+    for r in sorted(have, key=lambda r: (r['seed'] != seed, r['seed'])):
+        runs.setdefault(r['model'], r)
     order = [m for m in LABELS if m in runs] + sorted(set(runs) - set(LABELS))
-    loaded = {m: dict(np.load(Path(runs[m]['run_dir'])/'output'/'samples.npz')) for m in order}
+    loaded = {m: dict(np.load(_samples_file(runs[m]))) for m in order}
     first = next(iter(loaded.values()))
     n = min(n, len(first['image']))
     fig, axes = plt.subplots(len(order) + 1, 2 * n, figsize=(1.5 * 2 * n, 1.55 * (len(order) + 1)),
@@ -246,16 +277,43 @@ def plot_samples(rows: list[dict], difficulty: str, n: int = 4, seed: int | None
                 if f'map/{name}' in z:
                     ax.imshow(z[f'map/{name}'][j].astype(np.float32), cmap='jet', alpha=0.5, vmin=0, vmax=1)
                 if i == 1: ax.set_title('Grad-CAM' if k == 0 else 'own attention', fontsize=7)
-        axes[i, 0].set_ylabel(label(m), fontsize=7)
+        other = f" (seed {runs[m]['seed']})" if runs[m]['seed'] != seed else ''
+        axes[i, 0].set_ylabel(label(m) + other, fontsize=7)
     for ax in axes.flat: ax.set(xticks=[], yticks=[])
+    fig.suptitle(f"{difficulty}, seed {seed}", fontsize=8)
     return fig
+
+def plot_curves(rows: list[dict]):
+    """Validation top-1 per epoch of every model, one line per seed, one panel per difficulty and model: where a
+    model leaves the chance plateau, and how much that depends on the seed. None where no record holds a curve."""
+    import pandas as pd
+    import seaborn as sns
+    long = pd.DataFrame([{'difficulty': r['difficulty'], 'model': label(r['model']), 'seed': str(r['seed']),
+                          'epoch': h['epoch'], 'val_top1': h['val_accuracy']}
+                         for r in rows for h in r.get('history', []) if 'val_accuracy' in h])
+    if long.empty: return None
+    order = [label(m) for m in LABELS if label(m) in set(long['model'])]
+    g = sns.relplot(long, x='epoch', y='val_top1', hue='seed', row='difficulty', col='model', col_order=order,
+                    kind='line', marker='o', markersize=3, height=1.9, aspect=1.0,
+                    facet_kws={'margin_titles': True})
+    g.set_titles(row_template='{row_name}', col_template='{col_name}', size=7)
+    return g.figure
 
 # %% ../../nbs/05e_experiments.benchmark_report.ipynb #a5b65731
 def benchmark_report(root, out, n_samples: int = 4, overwrite: bool = True) -> dict:
-    "The report of the finished runs of the benchmark sweep folder `root`, written into `out` (see above)."
+    """The report of the benchmark's runs, written into `out` (see above): the records kept in `out/runs/` by earlier
+    reports, updated with the finished runs of the sweep folder `root` (each kept there with its training curve)."""
     from tda.viz import save_figure
-    rows, out = finished_summaries(root), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    kept = kept_records(out)
+    for r in finished_summaries(root):
+        kept[record_name(r)] = {**r, 'history': _history(r.get('train_dir'))}
+    if not kept:
+        raise TdaError(f"{root} holds no finished benchmark run and {out/'runs'} no kept record; run the sweep first "
+                       "(`tda sweep attention_benchmark`).")
+    (out/'runs').mkdir(parents=True, exist_ok=True)
+    for name, r in kept.items(): write_json(out/'runs'/name, r)
+    rows = [kept[k] for k in sorted(kept)]
     claims = claims_table(rows)
     texts = {'table.md': summary_table(rows), 'maps.md': maps_table(rows), 'claims.md': claims_markdown(claims)}
     for name, text in texts.items():
@@ -263,11 +321,36 @@ def benchmark_report(root, out, n_samples: int = 4, overwrite: bool = True) -> d
     with atomic_path(out/'runs.csv', overwrite=overwrite) as tmp: _frame(rows).to_csv(tmp, index=False)
     write_json(out/'claims.json', claims)
     figures = {'accuracy_cost.png': plot_accuracy_cost(rows), 'localisation.png': plot_localisation(rows),
-               'resolution.png': plot_resolution(rows),
+               'resolution.png': plot_resolution(rows), 'curves.png': plot_curves(rows),
                **{f'samples_{d}.png': plot_samples(rows, d, n_samples)
                   for d in sorted({r['difficulty'] for r in rows})}}
+    figures = {k: f for k, f in figures.items() if f is not None}
     for name, fig in figures.items(): save_figure(fig, out/name, overwrite=overwrite)
     write_json(out/'summary.json', {'runs': len(rows), 'claims': claims, 'files': sorted([*texts, 'runs.csv',
                                                                                           'claims.json', *figures]),
                                     'run': run_record({'root': str(root)})})
     return {'rows': rows, 'claims': claims, **texts, 'files': sorted(p.name for p in out.iterdir())}
+
+# %% ../../nbs/05e_experiments.benchmark_report.ipynb #e3f4a5b6
+_FLAT_MAPS = ('gradcam', 'attention', 'gradcam.pass1')  # the maps whose scores a run's flat numbers hold
+
+def rows_from_csv(path, note: str = '') -> list[dict]:
+    """Run records rebuilt from a `runs.csv` this report wrote, for runs whose folders are gone: every number, the
+    maps with flat columns (Grad-CAM, own attention, Grad-CAM of the first pass), the accuracy at each resolution.
+    Their other maps, configuration and run record are not in the file; `source` and `note` say so."""
+    import pandas as pd
+    df = pd.read_csv(path)
+    if not {'model', 'difficulty', 'seed', 'size', 'top1'} <= set(df.columns):
+        raise TdaError(f"{path} is not a benchmark report's runs.csv (it lacks model, difficulty, seed, size or top1).")
+    rows = []
+    for rec in df.to_dict('records'):
+        r = {k: v for k, v in rec.items() if not (isinstance(v, float) and math.isnan(v))
+             and k not in ('label', 'run_dir')}
+        r['seed'] = int(r['seed'])
+        r['maps'] = {m: {k.removesuffix('_' + m.replace('.', '_')): v for k, v in r.items()
+                         if k.endswith('_' + m.replace('.', '_')) and not k.startswith('top1')} for m in _FLAT_MAPS}
+        r['maps'] = {m: v for m, v in r['maps'].items() if v}
+        r['resolutions'] = {k.removeprefix('top1_res'): v for k, v in r.items() if k.startswith('top1_res')}
+        r['source'] = f"rebuilt from {Path(path).name}" + (f": {note}" if note else '')
+        rows.append(r)
+    return rows
