@@ -19,8 +19,8 @@ from .benchmark import LABELS, label
 
 # %% auto #0
 __all__ = ['CLAIMS', 'TABLE_COLUMNS', 'finished_summaries', 'record_name', 'kept_records', 'compare', 'claims_table',
-           'summary_table', 'maps_table', 'claims_markdown', 'plot_accuracy_cost', 'plot_localisation',
-           'plot_resolution', 'plot_samples', 'plot_curves', 'benchmark_report', 'rows_from_csv']
+           'summary_table', 'maps_table', 'claims_markdown', 'headline_table', 'claims_brief', 'plot_accuracy_cost',
+           'plot_localisation', 'plot_resolution', 'plot_samples', 'plot_curves', 'benchmark_report', 'rows_from_csv']
 
 # %% ../../nbs/05e_experiments.benchmark_report.ipynb #1f04e57e
 def finished_summaries(root) -> list[dict]:
@@ -177,6 +177,41 @@ def claims_markdown(claims: list[dict]) -> str:
                      f"**{c['verdict']}** |")
     return '\n'.join(lines) + '\n'
 
+# %% ../../nbs/05e_experiments.benchmark_report.ipynb #b8c9d0e1
+def headline_table(rows: list[dict]) -> str:
+    """One line per model: its cost, and its top-1 and Grad-CAM PxAP on each difficulty, mean ± sd over seeds
+    (the number of seeds in brackets): the README's table."""
+    ds = sorted({r['difficulty'] for r in rows})
+    cols = [('params', 'params (k)'), ('mmacs', 'MMACs'), ('latency_ratio', 'latency ×')]
+    head = [n for _, n in cols] + [f"{d} {n}" for d in ds for n in ('top-1', 'Grad-CAM PxAP')]
+    lines = ['| model | ' + ' | '.join(head) + ' |', '|---' * (len(head) + 1) + '|']
+    for m in [m for m in LABELS if any(r['model'] == m for r in rows)]:
+        sel = [r for r in rows if r['model'] == m]
+        cells = [_cell([r[k] for r in sel if k in r], k).split(' ±')[0].split(' (')[0] for k, _ in cols]
+        cells += [_cell([r[k] for r in sel if r['difficulty'] == d and k in r], k)
+                  for d in ds for k in ('top1', 'pxap_gradcam')]
+        lines.append(f"| {label(m)} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+def claims_brief(claims: list[dict]) -> str:
+    """The claims table in brief, one line per claim and test: per difficulty, how many of its comparisons hold, and
+    each difference a - b in points ± its standard error."""
+    ds = sorted({c['difficulty'] for c in claims})
+    keys = list(dict.fromkeys((c['paper'], c['claim'], c['test']) for c in claims))
+    lines = ['| paper | claim | test | ' + ' | '.join(ds) + ' |', '|---' * (len(ds) + 3) + '|']
+    for paper, claim, test in keys:
+        cells = []
+        for d in ds:
+            cs = [c for c in claims if (c['paper'], c['claim'], c['test'], c['difficulty']) == (paper, claim, test, d)]
+            held = sum(c['verdict'] == 'holds' for c in cs)
+            diffs = ', '.join(f"{100 * c['diff']:+.1f}" + ('' if math.isnan(c['se']) else f" ± {100 * c['se']:.1f}")
+                              for c in cs)
+            verdict = ('too few seeds' if any(math.isnan(c['se']) for c in cs) else
+                       'holds' if held == len(cs) else 'does not hold' if not held else f"holds {held} of {len(cs)}")
+            cells.append(f"**{verdict}** ({diffs})" if cs else '')
+        lines.append(f"| {paper} | {claim} | {test} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
 # %% ../../nbs/05e_experiments.benchmark_report.ipynb #af7287f5
 def _frame(rows: list[dict]):
     import pandas as pd
@@ -315,7 +350,8 @@ def benchmark_report(root, out, n_samples: int = 4, overwrite: bool = True) -> d
     for name, r in kept.items(): write_json(out/'runs'/name, r)
     rows = [kept[k] for k in sorted(kept)]
     claims = claims_table(rows)
-    texts = {'table.md': summary_table(rows), 'maps.md': maps_table(rows), 'claims.md': claims_markdown(claims)}
+    texts = {'table.md': summary_table(rows), 'maps.md': maps_table(rows), 'claims.md': claims_markdown(claims),
+             'headline.md': headline_table(rows), 'claims_brief.md': claims_brief(claims)}
     for name, text in texts.items():
         with atomic_path(out/name, overwrite=overwrite) as tmp: Path(tmp).write_text(text)
     with atomic_path(out/'runs.csv', overwrite=overwrite) as tmp: _frame(rows).to_csv(tmp, index=False)
