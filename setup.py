@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent
 SHIPPED = {'data_gen': ('*.yaml',), 'configs': ('*.yaml',), 'nbs/experiments': ('*.ipynb', '*.yaml'),
            'nbs': ('index.ipynb',), 'nbs/tutorials': ('*.ipynb',),
            'bench/results/table1_paper_cpu': ('table.md', 'accuracy_per_scale.png'),
-           'bench/results': ('gate_study_cpu.json',)}
+           'bench/results': ('gate_study_cpu.json',),
+           'bench/results/attention_benchmark_cpu': ('headline.md', 'claims_brief.md')}
 
 
 class BuildPyShipped(build_py):

@@ -54,3 +54,18 @@ def test_smoke_sweep_trains_scores_and_reports_every_family(tmp_path, env_paths)
     assert {(c['a'], c['b'], c['metric']) for c in claims} >= {('resnet18_tdjoint_t2_m1', 'resnet18', 'top1'),
                                                                ('resnet18_tdaf_anar3_f3', 'resnet18', 'top1')}
     assert {c['verdict'] for c in claims} == {'too few seeds to tell'}  # one seed: no verdict
+
+    # the report outlives the sweep folder: `report --from-csv` into a new folder rebuilds every run from runs.csv,
+    # and into the first one changes nothing (a kept record wins over a rebuilt one)
+    import subprocess, sys
+    kept = {f.name: f.read_text() for f in (out/'runs').iterdir()}
+    assert len(kept) == len(MODELS)
+    script = [sys.executable, str(REPO/'bench'/'attention_benchmark.py'), 'report', '--root', str(tmp_path/'none')]
+    for where in (out, tmp_path/'rebuilt'):
+        p = subprocess.run(script + ['--out', str(where), '--from-csv', str(out/'runs.csv'), '--note', 'a test'],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr[-2000:]
+    assert {f.name: f.read_text() for f in (out/'runs').iterdir()} == kept
+    rebuilt = {f.name: json.loads(f.read_text()) for f in (tmp_path/'rebuilt'/'runs').iterdir()}
+    assert set(rebuilt) == set(kept) and {r['source'] for r in rebuilt.values()} == {'rebuilt from runs.csv: a test'}
+    assert (tmp_path/'rebuilt'/'headline.md').read_text() == (out/'headline.md').read_text()
