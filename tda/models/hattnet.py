@@ -62,8 +62,16 @@ class QueryAttention(nn.Module):
         self.gate = gate
         self.conv = nn.Conv2d(channels, hidden, kernel_size, padding=kernel_size // 2)
         self.query = nn.Embedding(num_queries, hidden)
-        self.score = nn.Conv2d(hidden, 1, 1)
-        if bias is not None: nn.init.constant_(self.score.bias, bias)  # sigmoid(bias): where the gates start
+        # a softmax over locations ignores a score added at every location: its bias would be a dead parameter
+        self.score = nn.Conv2d(hidden, 1, 1, bias=gate == 'sigmoid')
+        if bias is not None:
+            if gate != 'sigmoid': raise TdaError("bias sets where sigmoid gates start; a softmax gate has none.")
+            nn.init.constant_(self.score.bias, bias)  # sigmoid(bias): where the gates start
+        self._register_load_state_dict_pre_hook(self._drop_softmax_bias)
+
+    def _drop_softmax_bias(self, state_dict, prefix, *args):
+        "Weights saved before the softmax's bias went (ours shipped with it) load: the bias never changed a map."
+        if self.score.bias is None: state_dict.pop(prefix + 'score.bias', None)
 
     def scores(self, f, query):
         "The raw attention scores `(B, 1, h, w)`, before the gate."
