@@ -1,4 +1,5 @@
 "Shared fixtures: small real datasets of every variant, generated once per test session."
+import copy
 import os
 from pathlib import Path
 
@@ -9,6 +10,28 @@ from tda.data.mref import VARIANTS, generate_mref, mref_params
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {'train': 24, 'val': 8, 'test': 8}
+
+
+def dead_parameters(models, loss_of, modes=('train', 'eval'), tol: float = 1e-12):
+    """Names of the parameters that `loss_of(model)` depends on for none of `models` in none of `modes`.
+
+    "Depends on" is a float64 gradient above `tol`. Float32 rounding gives a parameter with no gradient by construction
+    a tiny one (4.7e-10 on a Zen 3 CPU, exactly 0 on a Zen 4), so "it moved in training" says nothing; in float64 such
+    a gradient is below 1e-16, while the smallest real one in these tests is above 1e-9 (FCOS's upper FPN levels).
+    `models` are copies of one model at different weights (as built, and after a few steps) and `modes` the two
+    modes, because each hides some live parameters: at initialisation HAttNet's last softmax is exactly uniform, a
+    few large steps on eight images can switch a TDAF flow's ReLUs off, a batch norm in training cancels a
+    per-channel shift before it (torchvision's MobileNets have such biases), and in eval mode a batch norm with unit
+    statistics can saturate a gate (MobileNetV3's hard-sigmoid squeeze-excitation). A parameter that is dead by
+    construction is dead in all of them. `modes=('train',)` for a loss that exists only in training."""
+    dead = None
+    for model in models:
+        for mode in modes:
+            m = copy.deepcopy(model).double().train(mode == 'train')
+            loss_of(m).backward()
+            zero = {n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().max().item() <= tol}
+            dead = zero if dead is None else dead & zero
+    return sorted(dead)
 
 
 def pytest_configure(config):
