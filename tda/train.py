@@ -129,6 +129,13 @@ def resolve_data(path) -> Path:
     return resolve_path(path, must_exist=True, what='dataset file',
                         hint='make it with `tda data generate` or give its path')
 
+def _data_path(cfg: TrainConfig) -> Path:
+    "The run's data, resolved; a config of another dataset that left `data` at the MNIST Reference default has none."
+    if cfg.data == TrainConfig.data and cfg.dataset != TrainConfig.dataset:
+        raise TdaError(f"no data given: dataset {cfg.dataset!r} needs `data`, its file or folder (an ImageFolder: the "
+                       f"folder holding train/ and val/); set it in the config or with `--set data=PATH`.")
+    return resolve_data(cfg.data)
+
 def data_identity(ds, path) -> dict:
     "What identifies a run's data: the dataset's own `identity()` where it has one, else the files' names and sizes."
     if hasattr(ds, 'identity'): return ds.identity()
@@ -296,7 +303,7 @@ def _dry_run(cfg: TrainConfig, ds, model):
 
 def _build(cfg: TrainConfig):
     "The datasets and the model of `cfg`, checked against each other; nothing is written yet."
-    data = resolve_data(cfg.data)
+    data = _data_path(cfg)
     ds = {s: create_dataset(cfg.dataset, data, s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
     _check_data(cfg, ds, data)
     model_args = dict(cfg.model_args)

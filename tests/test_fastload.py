@@ -25,3 +25,16 @@ def test_trainer_applies_the_batch_transform_on_the_device(imnet, tmp_path):
     # the loader gave uint8 crops: without the trainer's hook the model would have seen them unconverted
     item = ImageFolderDataset(imnet, 'train', size=32, augment='tdan', pipeline='fast')[0]['image']
     assert item.dtype == torch.uint8
+
+
+def test_the_recipe_script_writes_a_folder_and_refuses_to_overwrite(tmp_path):
+    import subprocess, sys
+    from conftest import REPO
+    script, out = REPO/'data_gen'/'imagenet_shaped.py', tmp_path/'imnet'
+    r = subprocess.run([sys.executable, str(script), str(out), '--classes', '2', '--train', '1', '--val', '0'],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*.JPEG')) == ['train/n000/000_00000.JPEG',
+                                                                                 'train/n001/001_00000.JPEG']
+    again = subprocess.run([sys.executable, str(script), str(out), '--classes', '2'], capture_output=True, text=True)
+    assert again.returncode == 1 and 'already exists; pass overwrite=True (--overwrite)' in again.stderr
