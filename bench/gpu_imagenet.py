@@ -20,8 +20,9 @@ from tda.core import run_record, write_json
 from tda.models.outputs import as_outputs
 
 # NVIDIA's published ResNet-50 v1.5 training throughput, mixed precision, one GPU (NVIDIA DeepLearningExamples,
-# PyTorch): for scale beside our figures. Only the card classes with a figure we have checked are listed.
-PUBLISHED_RN50 = {'A100': 2470}
+# PyTorch/Classification/ConvNets/resnet50v1.5 README, pytorch-21.03 container: A100 80GB 2470 img/s, V100 16GB 1200):
+# for scale beside our figures. That table has no H100; only card classes with a figure checked there are listed.
+PUBLISHED_RN50 = {'A100': 2470, 'V100': 1200}
 
 
 def device_name(dev: torch.device) -> str:
