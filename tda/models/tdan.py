@@ -165,6 +165,8 @@ class _OverT:
     "`forward(x, output_over_t=True)`: the logits after t passes of every TD block of the last TD stage, t = 1..T."
     def forward(self, x, output_over_t: bool = False):
         if not output_over_t: return super().forward(x)
+        if not any(isinstance(m, TDPasses) for m in self.modules()):
+            raise TdaError("output_over_t=True needs TD blocks, and this model has none; call it without.")
         x, stage, rest = self._over_t_split(x)
         blocks = [m for m in stage if isinstance(m, TDPasses)]
         passes = [b.passes for b in blocks]
