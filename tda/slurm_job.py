@@ -72,8 +72,9 @@ class Requeued(SlurmStop):
     """SLURM's warning signal stopped the run between two steps; the job was requeued to resume from its last epoch.
     Information, not an error: `tda train` says so on stderr and exits with `REQUEUED_EXIT`."""
 
-def _job_end(job: str, wait: float = 30.0) -> tuple[str, str]:
-    "SLURM's (state, exit code `status:signal`) of job `job` once it has ended (`scontrol`: one call a second)."
+def _job_end(job: str, wait: float = 15.0) -> tuple[str, str]:
+    """SLURM's (state, exit code `status:signal`) of job `job` once it has ended, or after `wait` seconds (`scontrol`:
+    one call a second)."""
     t0, state, code = time.time(), '', ''
     while True:
         try: r = subprocess.run(['scontrol', 'show', 'job', '-o', job], capture_output=True, text=True, timeout=30)
@@ -162,6 +163,11 @@ class Preemption:
         """This training lost its parent: its job's batch shell exited. If SLURM's warning signal killed that shell
         (a batch shell does not pass `--signal=B:USR1` on to its child), requeue as the signal asked; else stop."""
         state, code = _job_end(self.job)
+        if state in ('RUNNING', 'CONFIGURING'):  # a parent that exited inside a job that goes on: go on, watching anew
+            print(f"tda: the parent process of this training exited; its SLURM job {self.job} runs on, and so does the "
+                  f"training", file=sys.stderr, flush=True)
+            self.parent, self.orphaned = os.getppid(), False
+            return
         if code.partition(':')[2] == str(int(REQUEUE_SIGNAL)):  # the shell died of SIGUSR1: the warning signal
             self.caught, self.forwarded = True, (
                 f"SLURM's warning signal {REQUEUE_SIGNAL.name} went to the batch shell of job {self.job}, which died of "

@@ -253,6 +253,19 @@ def test_a_training_whose_job_ended_stops_at_its_next_step(slurm_cluster, train_
     assert len(read(run/'metrics.json')) < 1000
 
 
+def test_a_training_whose_parent_exits_inside_a_running_job_goes_on(slurm_cluster, train_config, tmp_path):
+    "A subshell starts the training and exits after its first epoch, the job runs on: the training goes on."
+    run = tmp_path/'subshell'
+    job = slurm_cluster.run('sbatch', '--parsable', f'--output={tmp_path}/train.log', '--cpus-per-task=1',
+                            '--time=5', '--wrap', f"(OMP_NUM_THREADS=1 {PY} -m tda.cli train {train_config} "
+                            f"--set out_dir={run} --set epochs=30 & while [ ! -e {run}/metrics.json ]; do sleep 0.2; "
+                            f"done); while [ ! -e {run}/results.json ]; do sleep 0.2; done").stdout.strip()
+    wait_until(f"job {job} ends", lambda: job_state(slurm_cluster, job) == 'COMPLETED', 180, 0.5)
+    log = (tmp_path/'train.log').read_text()
+    assert f"its SLURM job {job} runs on, and so does the training" in log and 'tda: error' not in log, log
+    assert read(run/'results.json')['epochs_run'] == 30
+
+
 def test_warning_signal_requeues_a_training_in_a_sweep_notebook(slurm_cluster, train_config, reference, tmp_path,
                                                                env_paths):
     sweep = sweep_of(tmp_path, 'train', "config = ''\noutput_dir = ''",
