@@ -24,9 +24,9 @@ from .data.moving_digits import CLIP_FORMAT, make_moving_digits, moving_digits_i
 from .data.mref import dataset_path, generate_mref
 
 # %% auto #0
-__all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'SLURM_OPTIONS', 'read_recipe', 'recipe_params',
-           'load_recipe', 'recipe_output', 'dataset_file', 'cmd_generate', 'cmd_show', 'cmd_info', 'load_train_config',
-           'cmd_train', 'demo', 'cmd_demo', 'cmd_tutorials', 'cmd_sweep', 'build_parser', 'main']
+__all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'SLURM_OPTIONS', 'STATUS_ENDED', 'read_recipe',
+           'recipe_params', 'load_recipe', 'recipe_output', 'dataset_file', 'cmd_generate', 'cmd_show', 'cmd_info',
+           'load_train_config', 'cmd_train', 'demo', 'cmd_demo', 'cmd_tutorials', 'cmd_sweep', 'build_parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #05b139b2
 def read_recipe(path) -> dict:
@@ -218,6 +218,7 @@ def cmd_tutorials(a):
 
 # %% ../nbs/08_cli.ipynb #36901de2
 SLURM_OPTIONS = ('partition', 'gpus', 'cpus', 'mem', 'time', 'account', 'qos', 'sbatch')
+STATUS_ENDED = 1  # `tda sweep --status`'s exit status while a run has failed, was cancelled, timed out or stopped
 
 def cmd_sweep(a):
     "`tda sweep`: run (here or as SLURM jobs), list, follow, cancel or collect a sweep's runs, or show a notebook."
@@ -231,9 +232,10 @@ def cmd_sweep(a):
         collect_sweep(sw, out=a.out, progress=True)
         return
     if a.status or a.cancel:
-        from tda.slurm import cancel_sweep, print_status
+        from tda.slurm import ENDED, cancel_sweep, print_status
         if a.cancel: print(f"cancelled SLURM job(s): {', '.join(cancel_sweep(sw, sweep_dir(sw, a.out))) or 'none'}")
-        else: print_status(sw, sweep_dir(sw, a.out))
+        elif any(r['state'] in ENDED for r in print_status(sw, sweep_dir(sw, a.out))):
+            sys.exit(STATUS_ENDED)  # the rows say which and what the next submission does with each
         return
     slurm = {k: getattr(a, k) for k in SLURM_OPTIONS if getattr(a, k) is not None}
     if slurm and a.executor != 'slurm':
@@ -318,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "gives the resources; these options override it)")
     c.add_argument('--executor', choices=('local', 'slurm'), default='local',
                    help='local: runs here, --jobs at a time (default); slurm: submit them as SLURM jobs')
-    c.add_argument('--status', action='store_true', help="every run's state: done, failed (with the error), "
-                   "pending, running, cancelled, timed out")
+    c.add_argument('--status', action='store_true', help="every run's state (done, failed with the error, pending, "
+                   "running, cancelled, timed out) and what the next submission does with it; exit status 1 while a "
+                   "run has failed, was cancelled, timed out or stopped")
     c.add_argument('--cancel', action='store_true', help="cancel the sweep's pending and running SLURM jobs")
     c.add_argument('--wait', action='store_true', help='wait for the jobs, report each run as it ends, then collect')
     c.add_argument('--partition', help='SLURM partition')
@@ -391,6 +394,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try: args.func(args)
     except TdaError as e:
+        job = sys.modules.get('tda.slurm_job')  # loaded where a training ran: only then can `e` be its `Requeued`
+        if job and isinstance(e, job.Requeued):  # SLURM's warning signal: the job goes on, requeued; not an error
+            print(f"tda: {e}", file=sys.stderr)
+            sys.exit(job.REQUEUED_EXIT)
         print(f"tda: error: {_one_line(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -103,7 +103,7 @@ def pass_cams(model: nn.Module, x: torch.Tensor, targets=None,
         w, feats = _classifier_weight(model), []
         hooks = [tap.register_forward_hook(lambda m, i, o: feats.append(o)) for tap in taps]
         try:
-            with torch.no_grad(): model(x)
+            with torch.no_grad(): pass_logits(model, x)  # run t fires the tap of pass t
         finally:
             for h in hooks: h.remove()
         for t, f in enumerate(feats):

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from .core import TdaError, write_json, writer_lock
 from .sweep_runs import (Sweep, SweepRun, _alive, _describe, finish_run, papermill_command, prepare_run, run_scratch,
-                            run_state, slurm_options)
+                            run_state, slurm_options, sweep_command)
 
 # %% auto #0
-__all__ = ['WARNING_SIGNAL', 'INSTALL', 'sbatch_parameters', 'run_job', 'submit_runs', 'slurm_states', 'active_jobs',
-           'sweep_status', 'print_status', 'cancel_sweep', 'wait_sweep', 'submit_sweep']
+__all__ = ['WARNING_SIGNAL', 'INSTALL', 'AGAIN', 'ENDED', 'sbatch_parameters', 'run_job', 'submit_runs', 'slurm_states',
+           'active_jobs', 'sweep_status', 'print_status', 'cancel_sweep', 'wait_sweep', 'submit_sweep']
 
 # %% ../nbs/06c_slurm.ipynb #0b0f0fff
 WARNING_SIGNAL = 'USR1'  # what `tda.slurm_job.Preemption` catches: the trainer saves, requeues its job and resumes
@@ -86,12 +86,21 @@ def _run_job(sw: Sweep, root: str, run: SweepRun) -> dict:
                              env={**os.environ, **env, 'TMPDIR': scratch})
         rc = p.wait()
     if stopped or rc < 0 or _trainer_requeued(d, job, restarts):
-        why = 'requeued by its training' if _trainer_requeued(d, job, restarts) else 'stopped'
-        print(f"tda: {run.id} {why}; no status.json, so it runs again", flush=True)
+        print(f"tda: {run.id} {_why_stopped(d, job, restarts, stopped, rc)}", flush=True)
         return {'status': 'stopped', 'returncode': rc}
     st = finish_run(d, rc, started, t0, env)
-    print(f"tda: {run.id} {st['status']}" + (f": {_describe(st['error'])}" if rc else ''), flush=True)
+    print(f"tda: {run.id} {st['status']}" + (f": {_describe(st['error'])}; the next tda sweep skips it, "
+                                             f"--retry-failed submits it again" if rc else ''), flush=True)
     return st
+
+def _why_stopped(d: Path, job: str, restarts: int, stopped: list, rc: int) -> str:
+    "Why the run in folder `d` ended without `status.json`, and what comes next, in the job's log."
+    if _trainer_requeued(d, job, restarts):
+        return (f"was requeued by its training (SLURM's warning signal): job {job} runs it again and the training "
+                f"resumes from its last finished epoch")
+    why = 'SIGTERM from SLURM (scancel, its time limit, or a requeue)' if stopped else \
+        f"{signal.Signals(-rc).name} killing the notebook" if rc < 0 else 'its job stopping'
+    return f"was stopped by {why}; no status.json, so the next tda sweep submits it again"
 
 # %% ../nbs/06c_slurm.ipynb #c3b59213
 def _job_log(root: Path, job_id: str) -> Path:
@@ -133,8 +142,9 @@ def submit_runs(sw: Sweep, root: Path, runs: list[SweepRun], opts: dict) -> list
 # %% ../nbs/06c_slurm.ipynb #361195b7
 _PENDING = {'PENDING', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED', 'RESV_DEL_HOLD', 'SUSPENDED'}
 _RUNNING = {'RUNNING', 'CONFIGURING', 'COMPLETING', 'RESIZING', 'SIGNALING', 'STAGE_OUT', 'STOPPED'}
-_FAILED = {'FAILED', 'NODE_FAIL', 'OUT_OF_MEMORY', 'BOOT_FAIL', 'DEADLINE', 'PREEMPTED'}
-
+_FAILED = {'FAILED': 'its job failed before the notebook ended (see its log)', 'NODE_FAIL': 'its node failed',
+           'OUT_OF_MEMORY': 'out of memory: ask for more with --mem', 'BOOT_FAIL': 'its node did not boot',
+           'DEADLINE': 'it missed its deadline', 'PREEMPTED': 'preempted by another job'}
 def _table(cmd: list[str]) -> dict[str, tuple[str, str]]:
     "Job id -> (state, reason) from a `squeue`/`sacct` listing of `id|state[|reason]` lines ({} if the command fails)."
     try: r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -172,38 +182,54 @@ def _tail(path, n: int = 5) -> list[str]:
     except OSError: return []
     return [x for x in lines if x.strip()][-n:]
 
+AGAIN = 'submits it again'  # what the next `tda sweep --executor slurm` does with a run that ended without a result
+ENDED = ('failed', 'cancelled', 'timed out', 'stopped', 'interrupted')  # the states `tda sweep --status` exits 1 for
+
+def _pending(d: Path, job: dict, slurm: str, reason: str) -> str:
+    "The detail of a pending run: requeued (by its training, or by SLURM) once its job had started, else SLURM's reason."
+    if job.get('started'):  # the job ran and is queued again
+        if _trainer_requeued(d, str(job.get('slurm_job_id')), job.get('restarts', 0)):
+            return "requeued by its training (SLURM's warning signal): it resumes from its last finished epoch"
+        return "requeued by SLURM or an admin: it runs the notebook again"
+    return ', '.join(x for x in (slurm.lower() if slurm != 'PENDING' else '', reason) if x and x != 'None')
+
 def _row(root: Path, rid: str, job: dict | None, slurm: tuple[str, str] | None) -> dict:
-    "What is known of run `rid`: its state, job, a one-line detail and, for a failure, the log's last lines."
+    """What is known of run `rid`: its state, job, a one-line detail, what the next submission does with it ('next')
+    and, for a failure, the log's last lines."""
     d = root/rid
     slurm, reason = slurm or (None, '')
-    state, detail, log = run_state(d), '', []
+    state, detail, log, nxt = run_state(d), '', [], AGAIN
     job_id = job['job_id'] if job else None
     if state in ('done', 'failed'):
         st = json.loads((d/'status.json').read_text())
         detail = f"{st.get('wall_seconds', 0):.0f} s" if state == 'done' else _describe(st.get('error') or {})
+        nxt = 'keeps it' if state == 'done' else 'skips it (--retry-failed submits it again)'
         if state == 'failed': log = _tail(d/'papermill.log')  # the notebook's traceback
-    elif state is None: state = 'not started'
-    elif job is None and (pid := _alive(d)): state, detail = 'running', f"pid {pid}"
-    elif job is None: state, detail = 'interrupted', 'no status.json: the next tda sweep runs it again'
-    elif slurm in _PENDING:
-        state = 'pending'
-        detail = ', '.join(x for x in (slurm.lower() if slurm != 'PENDING' else '', reason) if x and x != 'None')
-    elif slurm in _RUNNING: state = 'running'
-    elif slurm in _FAILED: state, detail, log = 'failed', f"SLURM: {slurm}", _tail(job['log'])
-    else:
-        state = {'CANCELLED': 'cancelled', 'TIMEOUT': 'timed out'}.get(slurm, 'stopped')
-        detail = (f"SLURM: {slurm}" if slurm else "SLURM no longer lists it") + '; the next tda sweep submits it again'
-    return {'run': rid, 'state': state, 'job': job_id, 'detail': detail, 'log': log}
+    elif state is None: state, nxt = 'not started', 'submits it'
+    elif job is None and (pid := _alive(d)): state, detail, nxt = 'running', f"pid {pid}", 'waits until it ends'
+    elif job is None: state, detail = 'interrupted', 'no status.json'
+    elif slurm in _PENDING: state, detail, nxt = 'pending', _pending(d, job, slurm, reason), 'leaves it to its job'
+    elif slurm in _RUNNING: state, nxt = 'running', 'leaves it to its job'
+    elif slurm in _FAILED:  # no status.json: the notebook never ended, so the run goes again
+        state, detail, log = 'failed', f"SLURM: {slurm}, {_FAILED[slurm]}", _tail(job['log'])
+    elif slurm == 'CANCELLED': state, detail = 'cancelled', 'SLURM: CANCELLED (scancel, tda sweep --cancel, or an admin)'
+    elif slurm == 'TIMEOUT':
+        limit = (job.get('resources') or {}).get('time')
+        state, detail = 'timed out', (f"SLURM: TIMEOUT at its time limit{f' of {limit} min' if limit else ''}; "
+                                      "give it more with --time")
+    else: state, detail = 'stopped', f"SLURM: {slurm}" if slurm else "SLURM no longer lists it"
+    return {'run': rid, 'state': state, 'job': job_id, 'detail': detail, 'next': nxt, 'log': log}
 
 def sweep_status(sw: Sweep, root: Path) -> list[dict]:
-    "Every run of `sw` in `root`: {'run', 'state', 'job', 'detail', 'log'} (see the table above)."
+    "Every run of `sw` in `root`: {'run', 'state', 'job', 'detail', 'next', 'log'} (see the table above)."
     ids = [r.id for r in sw.expand()]
     jobs = {rid: _job(root/rid) for rid in ids}
     states = slurm_states(j['job_id'] for j in jobs.values() if j)
     return [_row(root, rid, jobs[rid], states.get(jobs[rid]['job_id']) if jobs[rid] else None) for rid in ids]
 
 def print_status(sw: Sweep, root: Path) -> list[dict]:
-    "Print the state of every run of `sw` (`tda sweep NAME --status`)."
+    """Print the state of every run of `sw` and what the next submission does with it (`tda sweep NAME --status`);
+    the rows. `tda sweep --status` exits 1 while a run is in one of the states of `ENDED`."""
     rows = sweep_status(sw, root)
     counts = {}
     for r in rows: counts[r['state']] = counts.get(r['state'], 0) + 1
@@ -211,8 +237,13 @@ def print_status(sw: Sweep, root: Path) -> list[dict]:
     w = max(len(r['run']) for r in rows)
     for r in rows:
         job = f"job {r['job']}" if r['job'] else ''
-        print(f"  {r['run']:{w}s}  {r['state']:11s} {job:14s} {r['detail']}".rstrip())
+        what = '; '.join(x for x in (r['detail'], f"the next submission {r['next']}") if x)
+        print(f"  {r['run']:{w}s}  {r['state']:11s} {job:14s} {what}")
         for line in r['log']: print(f"  {'':{w}s}  | {line}")
+    again = [r['run'] for r in rows if r['next'] in (AGAIN, 'submits it')]
+    if again:
+        print(f"the next submission, `{sweep_command(sw, root, '--executor', 'slurm')}` (with the resource options of "
+              f"the last), submits {len(again)}: {', '.join(again)}")
     return rows
 
 # %% ../nbs/06c_slurm.ipynb #23352d55
@@ -239,8 +270,10 @@ def wait_sweep(sw: Sweep, root: Path, run_ids: list[str], progress: bool = True,
             kind = r['state'] if r['state'] in ('done', 'failed') else 'stopped'
             rep[kind].append(rid)
             msg = {'done': f"{rid}: done in {r['detail']}",
-                   'failed': f"{rid}: FAILED, {r['detail']}; see {root/rid/'notebook.ipynb'}",
-                   'stopped': f"{rid}: {r['state']} (job {r['job']}); {r['detail']}"}[kind]
+                   'failed': f"{rid}: FAILED, {r['detail']}; see {root/rid/'notebook.ipynb'}; the next submission "
+                             f"{r['next']}",
+                   'stopped': f"{rid}: {r['state']} (job {r['job']}); {r['detail']}; the next submission "
+                              f"{r['next']}"}[kind]
             if progress or kind != 'done': print('\n    | '.join([msg, *r['log']]), flush=True)
         if left: time.sleep(poll)
     return rep
@@ -264,11 +297,12 @@ def submit_sweep(sw: Sweep, root: Path, plan: dict, report: dict, options: dict 
             first = next(iter(report['submitted'].values())).split('_')[0]
             print(f"submitted {len(runs)} run(s) as SLURM job {first}"
                   f"{f' ({len(runs)} array tasks)' if len(runs) > 1 else ''}: logs in {root/'slurm'}; "
-                  f"`tda sweep {sw.name} --status` to follow")
+                  f"`{sweep_command(sw, root, '--status')}` to follow")
     if wait and (runs or plan['queued']):
         try: ended = wait_sweep(sw, root, [*report['submitted'], *report['queued']], progress)
         except KeyboardInterrupt:
-            print(f"tda: stopped waiting; the jobs go on in SLURM (`tda sweep {sw.name} --status`, --cancel)")
+            print(f"tda: stopped waiting; the jobs go on in SLURM: `{sweep_command(sw, root, '--status')}` follows them, "
+                  f"`{sweep_command(sw, root, '--cancel')}` cancels them")
             raise
         report['done'] = sorted(report['done'] + ended['done'], key=[r.id for r in sw.expand()].index)
         report.update(failed=ended['failed'], stopped=ended['stopped'], ran=ended['done'] + ended['failed'])

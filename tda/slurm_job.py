@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ from accelerate import Accelerator
 from .core import TdaError, write_json
 
 # %% auto #0
-__all__ = ['REQUEUE_SIGNAL', 'slurm_process_env', 'Requeued', 'Preemption', 'resume_after_requeue']
+__all__ = ['REQUEUE_SIGNAL', 'REQUEUED_EXIT', 'slurm_process_env', 'SlurmStop', 'Requeued', 'Preemption', 'resume_after_requeue']
 
 # %% ../nbs/04c_slurm_job.ipynb #a6fc3369
 def _first_host(nodelist: str) -> str:
@@ -62,16 +63,36 @@ def slurm_process_env(environ=None) -> dict:
 
 # %% ../nbs/04c_slurm_job.ipynb #dc10c0f1
 REQUEUE_SIGNAL = signal.SIGUSR1  # what `--signal=USR1@<seconds>` sends before a time limit or a preemption
+REQUEUED_EXIT = 3  # `tda train`'s exit status when it stopped for its job's requeue (not an error: the job goes on)
 
-class Requeued(TdaError):
-    "SLURM's warning signal stopped the run between two steps; the job was requeued to resume from its last epoch."
+class SlurmStop(TdaError):
+    "The training stopped between two steps because of its SLURM job: its warning signal, or the job's end."
+
+class Requeued(SlurmStop):
+    """SLURM's warning signal stopped the run between two steps; the job was requeued to resume from its last epoch.
+    Information, not an error: `tda train` says so on stderr and exits with `REQUEUED_EXIT`."""
+
+def _job_end(job: str, wait: float = 15.0) -> tuple[str, str]:
+    """SLURM's (state, exit code `status:signal`) of job `job` once it has ended, or after `wait` seconds (`scontrol`:
+    one call a second)."""
+    t0, state, code = time.time(), '', ''
+    while True:
+        try: r = subprocess.run(['scontrol', 'show', 'job', '-o', job], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError): return state or 'UNKNOWN', code
+        f = dict(x.split('=', 1) for x in r.stdout.split() if '=' in x)
+        state, code = f.get('JobState', 'gone from SLURM'), f.get('ExitCode', '')
+        if state not in ('RUNNING', 'COMPLETING', 'CONFIGURING') or time.time() - t0 > wait: return state, code
+        time.sleep(1)
 
 class Preemption:
     """SLURM's warning signal caught between training steps: the epoch in progress is abandoned, the job requeued,
-    and the requeued job resumes from the last checkpoint (see `resume_after_requeue`). Armed only in a SLURM job."""
+    and the requeued job resumes from the last checkpoint (see `resume_after_requeue`). Armed only in a SLURM job.
+    A training whose parent process exits (its job's batch shell, killed by the warning signal or ended) stops at its
+    next step too: its job has ended, or is ending, without it."""
     def __init__(self, out, acc: Accelerator, job: str | None = None):
         self.out, self.acc, self.job = Path(out), acc, job or os.environ.get('SLURM_JOB_ID')
         self.caught, self.armed, self.epoch, self._previous = False, False, 0, None
+        self.parent, self.orphaned, self.forwarded = None, False, None
 
     def _catch(self, signum, frame):
         self.caught = True
@@ -84,9 +105,13 @@ class Preemption:
         self.armed = False
 
     def stop(self) -> bool:
-        "Whether a process caught the signal (every process asks at the same step, so all stop at the same one)."
-        if self.acc.num_processes == 1: return self.caught
-        return self.acc.reduce(torch.tensor(float(self.caught), device=self.acc.device), 'sum').item() > 0
+        """Whether a process caught the signal or lost its parent (every process asks at the same step, so all stop at
+        the same one). `os.getppid` is one system call: asked at every step, it costs nothing next to the step."""
+        self.orphaned = self.orphaned or (self.parent is not None and os.getppid() != self.parent)
+        if self.acc.num_processes == 1: return self.caught or self.orphaned
+        n = self.acc.reduce(torch.tensor([float(self.caught), float(self.orphaned)], device=self.acc.device), 'sum')
+        self.orphaned = self.orphaned or n[1].item() > 0
+        return n.sum().item() > 0
 
     def epochs(self, epochs):
         "The loop's epochs, with the signal caught while they run; after the last, the handler stays until `disarm`."
@@ -94,6 +119,7 @@ class Preemption:
             yield from epochs
             return
         self._previous, self.armed = signal.signal(REQUEUE_SIGNAL, self._catch), True
+        self.parent = os.getppid()
         try:
             for self.epoch in epochs:
                 if self.stop(): self.requeue()
@@ -111,7 +137,8 @@ class Preemption:
             yield b
 
     def requeue(self):
-        "Record the stop, put the job back in the queue, and end the run with `Requeued`."
+        "Record the stop, put the job back in the queue, and end the run with `Requeued` (see `ended` for an orphan)."
+        if self.orphaned and not self.caught: return self.ended()
         last, job = self.out/'checkpoints'/'last.pt', self.job
         then = f"resumes at epoch {self.epoch + 1} from {last}" if last.exists() else "starts the run again"
         err = None
@@ -126,11 +153,35 @@ class Preemption:
             if err: (self.out/'requeue.json').unlink(missing_ok=True)
         self.acc.wait_for_everyone()
         self.disarm()
+        how = self.forwarded or f"SLURM's warning signal stopped {self.out} in epoch {self.epoch + 1}"
         if err:
-            raise Requeued(f"SLURM's warning signal stopped {self.out} in epoch {self.epoch + 1}; job {job} could not "
-                           f"be requeued ({err}): continue it with `tda train CONFIG --resume`.")
-        raise Requeued(f"SLURM's warning signal stopped {self.out} in epoch {self.epoch + 1}; job {job} is requeued "
-                       f"and {then}.")
+            raise SlurmStop(f"{how}; job {job} could not be requeued ({err}): continue it with "
+                            f"`tda train CONFIG --resume`.")
+        raise Requeued(f"{how}; job {job} is requeued and {then}.")
+
+    def ended(self):
+        """This training lost its parent: its job's batch shell exited. If SLURM's warning signal killed that shell
+        (a batch shell does not pass `--signal=B:USR1` on to its child), requeue as the signal asked; else stop."""
+        state, code = _job_end(self.job)
+        if state in ('RUNNING', 'CONFIGURING'):  # a parent that exited inside a job that goes on: go on, watching anew
+            print(f"tda: the parent process of this training exited; its SLURM job {self.job} runs on, and so does the "
+                  f"training", file=sys.stderr, flush=True)
+            self.parent, self.orphaned = os.getppid(), False
+            return
+        if code.partition(':')[2] == str(int(REQUEUE_SIGNAL)):  # the shell died of SIGUSR1: the warning signal
+            self.caught, self.forwarded = True, (
+                f"SLURM's warning signal {REQUEUE_SIGNAL.name} went to the batch shell of job {self.job}, which died of "
+                f"it without passing it on (so `sbatch --signal=B:USR1@S --wrap 'tda train ...'` works, but use "
+                f"`exec tda train` there, or `srun tda train` with --signal=USR1@S); {self.out} stopped in epoch "
+                f"{self.epoch + 1}")
+            return self.requeue()
+        self.acc.wait_for_everyone()
+        self.disarm()
+        last = self.out/'checkpoints'/'last.pt'
+        raise SlurmStop(f"SLURM job {self.job} has ended ({state}{f', exit code {code}' if code else ''}) and this "
+                        f"training, started by its batch shell, ran on without it; it stopped in epoch "
+                        f"{self.epoch + 1}: " + (f"continue it with `tda train CONFIG --resume` (from {last})."
+                                                 if last.exists() else "no epoch had finished; start it again."))
 
 def resume_after_requeue(out, resume: bool, overwrite: bool) -> tuple[bool, bool]:
     """(resume, overwrite) for run folder `out`: in the job that requeued itself from it (`requeue.json` names this

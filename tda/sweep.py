@@ -25,7 +25,7 @@ from .core import TdaError, atomic_path, write_json, writer_lock
 from .notebooks import experiments_dir, find_notebook, format_parameters, notebook_error, notebook_parameters
 from .slurm import active_jobs, submit_sweep
 from .sweep_runs import (Sweep, SweepRun, _alive, _describe, _fmt, _jsonable, check_sweep, finish_run, load_sweep,
-                            papermill_command, prepare_run, run_scratch, run_state, sweep_dir)
+                            papermill_command, prepare_run, run_scratch, run_state, sweep_command, sweep_dir)
 
 # %% auto #0
 __all__ = ['visible_gpus', 'slot_environment', 'plan_sweep', 'run_sweep', 'summary_rows', 'sweep_table', 'plot_sweep',
@@ -128,8 +128,9 @@ def plan_sweep(sw: Sweep, root: Path, retry_failed: bool = False, overwrite: boo
             plan['run'].append(r)
             if state == 'incomplete': plan['incomplete'].append(r)
     if busy:
+        cancel = f" (`{sweep_command(sw, root, '--cancel')}`)" if queued else ''
         raise TdaError(f"runs {busy} of sweep {sw.name} are still running from an earlier invocation; wait for them "
-                       f"or stop them{' (tda sweep --cancel)' if queued else ''}.")
+                       f"or stop them{cancel}.")
     if changed:
         raise TdaError(f"{len(changed)} finished run(s) in {root} were made with other parameters than the sweep now "
                        f"gives: "

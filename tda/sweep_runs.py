@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -22,13 +23,14 @@ from pathlib import Path
 
 import yaml
 
-from .core import TdaError, find_file, get_settings, outside_nbs, read_yaml, resolve_path, run_record, write_json
+from .core import (TdaError, find_file, get_settings, outside_nbs, read_yaml, resolve_path, run_record, shipped_root,
+                      write_json)
 from .notebooks import find_notebook, notebook_error, notebook_parameters
 
 # %% auto #0
 __all__ = ['SWEEP_KEYS', 'COLLECT_KEYS', 'SLURM_KEYS', 'SweepRun', 'run_id', 'time_minutes', 'slurm_options', 'Sweep',
-           'check_sweep', 'load_sweep', 'sweep_dir', 'run_state', 'prepare_run', 'papermill_command', 'scratch_dir',
-           'run_scratch', 'finish_run']
+           'check_sweep', 'load_sweep', 'sweep_dir', 'run_state', 'sweep_command', 'prepare_run', 'papermill_command',
+           'scratch_dir', 'run_scratch', 'finish_run']
 
 # %% ../nbs/06b_sweep_runs.ipynb #3f02e8db
 SWEEP_KEYS = ('name', 'notebook', 'parameters', 'grid', 'runs', 'collect', 'output_parameter', 'slurm')
@@ -236,6 +238,23 @@ def _alive(run: Path) -> int | None:
 
 def _jsonable(x): return json.loads(json.dumps(x, default=str))
 
+
+# %% ../nbs/06b_sweep_runs.ipynb #0cb44fdb
+def _by_name(sw: Sweep) -> bool:
+    "Whether `sw` is a sweep file shipped with tda (or of this checkout) that its bare name finds from any folder."
+    root = shipped_root()
+    if sw.source is None or root is None or sw.source.parent not in [root/d for d in ('nbs/experiments', 'data_gen')]:
+        return False
+    try: return find_file(sw.name, 'sweep file') == sw.source
+    except TdaError: return False
+
+def sweep_command(sw: Sweep, root, *args) -> str:
+    """The `tda sweep` command line that reaches sweep `sw` in folder `root` typed as it is, from any folder: the sweep
+    by its shipped name or by its file's absolute path, and `--out ROOT` unless an absolute `TDA_RUNS_DIR` fixes the
+    sweep's folder to `root` (a `settings.ini` is found from the working folder, so it would not)."""
+    ref = sw.name if _by_name(sw) else str(sw.source or sw.name)
+    fixed = os.path.isabs(os.environ.get('TDA_RUNS_DIR', '')) and Path(root) == sweep_dir(sw)
+    return shlex.join(['tda', 'sweep', ref, *map(str, args), *([] if fixed else ['--out', str(root)])])
 
 # %% ../nbs/06b_sweep_runs.ipynb #d2e59fe4
 def _describe(err: dict) -> str:

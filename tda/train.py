@@ -74,14 +74,23 @@ def evaluate(model, loader, cfg: TrainConfig, accelerator: Accelerator | None = 
     device = accelerator.device if accelerator else next(model.parameters()).device
     was_training = model.training
     model.eval()
+    prep = _on_device(getattr(loader, 'dataset', None))
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        batch = _channels_last(_to(batch, device), cfg.channels_last)
+        batch = _channels_last(prep(_to(batch, device)), cfg.channels_last)
         out = as_outputs(model(*[batch[k] for k in cfg.inputs]))  # the one output contract
         d = metrics.per_sample(out, batch, loss_fn(out, batch, target=cfg.target, **cfg.loss_args))
         if accelerator is not None: d = accelerator.gather_for_metrics(d)
         metrics.update(d)
     model.train(was_training)
     return metrics
+
+# %% ../nbs/04d_train.ipynb #9dc359ce
+def _on_device(ds):
+    """What dataset `ds` does to a batch once it is on the device: its `batch_transform(images)` applied to `image`
+    (the fast pipeline's flip, jitter, normalisation and erasing of uint8 crops, `tda.data.fastload`), else nothing."""
+    ds = getattr(ds, 'ds', ds)  # a dataset the DataLoader reads whole batches of (_Batches)
+    tf = getattr(ds, 'batch_transform', None)
+    return (lambda b: {**b, 'image': tf(b['image'])}) if tf is not None else (lambda b: b)
 
 # %% ../nbs/04d_train.ipynb #abb4b770
 class _Unpack(nn.Module):
@@ -119,6 +128,13 @@ def resolve_data(path) -> Path:
     "The dataset file `path` (see `tda.core.resolve_path`: here, else in the data folder); it must exist."
     return resolve_path(path, must_exist=True, what='dataset file',
                         hint='make it with `tda data generate` or give its path')
+
+def _data_path(cfg: TrainConfig) -> Path:
+    "The run's data, resolved; a config of another dataset that left `data` at the MNIST Reference default has none."
+    if cfg.data == TrainConfig.data and cfg.dataset != TrainConfig.dataset:
+        raise TdaError(f"no data given: dataset {cfg.dataset!r} needs `data`, its file or folder (an ImageFolder: the "
+                       f"folder holding train/ and val/); set it in the config or with `--set data=PATH`.")
+    return resolve_data(cfg.data)
 
 def data_identity(ds, path) -> dict:
     "What identifies a run's data: the dataset's own `identity()` where it has one, else the files' names and sizes."
@@ -269,7 +285,7 @@ def _dry_run(cfg: TrainConfig, ds, model):
     model (inputs, target, loss_args, model_args) fail here, in one line. The model's buffers (batch-norm statistics)
     and the random state are left as they were."""
     idx = list(range(min(2, len(ds))))
-    batch = ds.batch(idx) if hasattr(ds, 'batch') else default_collate([ds[i] for i in idx])
+    batch = _on_device(ds)(ds.batch(idx) if hasattr(ds, 'batch') else default_collate([ds[i] for i in idx]))
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
@@ -287,7 +303,7 @@ def _dry_run(cfg: TrainConfig, ds, model):
 
 def _build(cfg: TrainConfig):
     "The datasets and the model of `cfg`, checked against each other; nothing is written yet."
-    data = resolve_data(cfg.data)
+    data = _data_path(cfg)
     ds = {s: create_dataset(cfg.dataset, data, s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
     _check_data(cfg, ds, data)
     model_args = dict(cfg.model_args)
@@ -368,6 +384,7 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
     val_dl, test_dl = (acc.prepare(data_loader(ds[s], cfg.eval_batch_size, False, cfg)) for s in ('val', 'test'))
     bn_dl = data_loader(ds['train'], cfg.batch_size, False, cfg) if cfg.precise_bn else None  # fixed order
     loss_fn = LOSSES.get(cfg.loss)
+    prep = _on_device(ds['train'])  # the dataset's batch transform, on the device (the fast pipeline)
     main = acc.is_main_process
     ckdir = out/'checkpoints'
     base = {'config': cfg.to_dict(), 'model_args': model_args, 'data': identity}
@@ -394,7 +411,7 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
         bar = tqdm(train_dl, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", disable=not (main and cfg.progress),
                    leave=False)
         for step, batch in enumerate(preempt.steps(bar)):
-            batch = _channels_last(batch, cfg.channels_last)
+            batch = _channels_last(prep(batch), cfg.channels_last)
             out_ = as_outputs(model(*[batch[k] for k in cfg.inputs]))
             losses = loss_fn(out_, batch, target=cfg.target, **cfg.loss_args)
             loss = losses.mean()
@@ -426,7 +443,7 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
                                        torch.tensor(float(tot_n), device=acc.device)]), 'sum')
         if bn_dl is not None:  # the statistics evaluation reads, from the weights of now (see precise_bn)
             with acc.autocast():
-                precise_bn(acc.unwrap_model(model), (_channels_last(_to(b, acc.device), cfg.channels_last)
+                precise_bn(acc.unwrap_model(model), (_channels_last(prep(_to(b, acc.device)), cfg.channels_last)
                                                      for b in islice(bn_dl, cfg.precise_bn)), cfg.inputs)
         val = evaluate(model, val_dl, cfg, acc, metric_set(cfg, validation=True),
                        progress=main and cfg.progress, desc='validation').compute()

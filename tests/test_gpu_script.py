@@ -45,3 +45,44 @@ def test_refusals(tmp_path):
     if not torch.cuda.is_available():
         r = run(['--runs', str(tmp_path/'r'), '--out', str(tmp_path/'o')], cwd=tmp_path)
         assert r.returncode == 2 and 'no CUDA device here' in r.stderr
+
+
+IMAGENET = REPO/'bench'/'gpu_imagenet.sh'
+
+
+def run_imagenet(args, cwd, **kw):
+    env = {**os.environ, 'PYTHON': sys.executable}
+    return subprocess.run(['bash', str(IMAGENET), *args], cwd=cwd, env=env, capture_output=True, text=True, **kw)
+
+
+@pytest.mark.timeout(900)
+def test_imagenet_dry_run_measures_every_feed(tmp_path):
+    "bench/gpu_imagenet.sh --dry-run: every model x precision x feed timed on the CPU, its JSON and table written."
+    import json
+    work, out = tmp_path/'work', tmp_path/'gpu.json'
+    r = run_imagenet(['--dry-run', '--work', str(work), '--out', str(out)], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    for step in ('1/3 data', '2/3 throughput', '3/3 table', 'done'):
+        assert step in r.stdout
+    d = json.loads(out.read_text())
+    got = {(x['model'], x['precision'], x['feed']) for x in d['rows']}
+    assert got == {(m, p, f) for m in ('resnet18', 'resnet18_tdjoint_t2_m1', 'resnet18_tdaf_anar3_f3')
+                   for p in ('bf16', 'fp16') for f in ('ceiling', 'fast', 'pil')}
+    assert all('error' not in x and x['images_per_s'] > 0 and x['loss_finite'] for x in d['rows']), d['rows']
+    assert all(x['of_ceiling'] == 1.0 for x in d['rows'] if x['feed'] == 'ceiling')
+    assert d['run']['device'] and (work/'imagenet_shaped'/'imagenet_shaped.json').is_file()
+    assert r.stdout.count('| resnet18') == 18
+    again = run_imagenet(['--dry-run', '--work', str(work), '--out', str(out)], cwd=tmp_path)
+    assert again.returncode == 2 and 'exists; pass --overwrite' in again.stderr
+
+
+def test_imagenet_refusals(tmp_path):
+    bad = run_imagenet(['--dry-run', '--workers', 'x'], cwd=tmp_path)
+    assert bad.returncode == 2 and '--workers must be a whole number' in bad.stderr
+    unknown = run_imagenet(['--fast'], cwd=tmp_path)
+    assert unknown.returncode == 2 and 'unknown option --fast' in unknown.stderr
+    nodata = run_imagenet(['--dry-run', '--data', str(tmp_path), '--work', str(tmp_path/'w')], cwd=tmp_path)
+    assert nodata.returncode == 2 and 'has no train/ folder' in nodata.stderr
+    if not torch.cuda.is_available():
+        r = run_imagenet(['--work', str(tmp_path/'w')], cwd=tmp_path)
+        assert r.returncode == 2 and 'no CUDA device here' in r.stderr

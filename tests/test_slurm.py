@@ -3,9 +3,13 @@ notebook runs with a failure and a cancelled job; a training stopped by SLURM's 
 and resumes, alone and inside a sweep's notebook; one model trained by the two tasks of an `srun`."""
 import json
 import os
+import re
+import shlex
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -115,6 +119,50 @@ def test_sweep_as_jobs_cancel_one_and_rerun(slurm_cluster, tmp_path, env_paths):
     assert collect_sweep(sweep, progress=False)['table']['run'].tolist() == ['seed=0', 'seed=2']  # as for local runs
 
 
+def node_fails(cluster, job):
+    "The node of `job` goes down, as after a hardware fault: SLURM ends the job (NODE_FAIL where it may not requeue)."
+    node = socket.gethostname().split('.')[0]
+    cluster.run('scontrol', 'update', f'nodename={node}', 'state=down', 'reason=tda-test')
+    wait_until(f"job {job} ends", lambda: job_state(cluster, job) == 'NODE_FAIL', 60)
+    cluster.run('scontrol', 'update', f'nodename={node}', 'state=resume', check=False)  # where it did not come back
+    wait_until('the node is back', lambda: cluster.run('sinfo', '-h', '-o', '%T').stdout.strip() == 'idle', 60)
+
+
+def test_status_says_what_the_next_submission_does_and_its_hint_reaches_the_sweep(slurm_cluster, tmp_path, env_paths):
+    (tmp_path/'sweeps').mkdir(), (tmp_path/'here').mkdir()
+    gate = tmp_path/'gate'
+    sweep = toy_sweep(tmp_path/'sweeps', gate)
+    sweep.write_text(sweep.read_text().replace('slurm: {cpus: 1, time: 10}', "slurm: {cpus: 1, time: 10, sbatch: "
+                                                                             "['--no-requeue']}"))
+    root = env_paths/'runs'/'my-runs'  # not a folder of the working one: in the runs folder
+    ok, bad, held = (root/r for r in ('seed=0', 'seed=1', 'seed=2'))
+    # typed by a user in tmp_path/here: the sweep file by a relative path, a sweep folder of their own
+    r = subprocess.run([PY, '-m', 'tda.cli', 'sweep', '../sweeps/toy.sweep.yaml', '--executor', 'slurm', '--out',
+                        'my-runs'], capture_output=True, text=True, timeout=300, cwd=tmp_path/'here')
+    hint = re.search(r"`(tda sweep [^`]*)` to follow", r.stdout)
+    assert r.returncode == 0 and hint, r.stdout + r.stderr
+    wait_until('the held run starts', lambda: (held/'output'/'started').exists())
+    wait_until('the other two end', lambda: (ok/'status.json').exists() and (bad/'status.json').exists())
+    job = read(held/'job.json')['job_id']
+    node_fails(slurm_cluster, job)
+    # the hint, typed as printed in another folder, shows this sweep
+    status = subprocess.run([PY, '-m', 'tda.cli', *shlex.split(hint.group(1))[1:]], capture_output=True, text=True,
+                            timeout=300, cwd='/')
+    lines = {line.split()[0]: line for line in status.stdout.splitlines()[1:-1] if not line.strip().startswith('|')}
+    assert status.stdout.startswith(f"sweep toy in {root}: 1 done, 2 failed"), status.stdout + status.stderr
+    assert lines['seed=0'].endswith('the next submission keeps it'), status.stdout
+    assert lines['seed=1'].endswith('the next submission skips it (--retry-failed submits it again)'), status.stdout
+    assert 'SLURM: NODE_FAIL, its node failed; the next submission submits it again' in lines['seed=2'], status.stdout
+    assert status.returncode == 1, status.stdout + status.stderr  # a run failed: exit status 1
+    # ... and the next submission does what it said: it submits the run of the failed node, and only that one
+    nxt = re.search(r"the next submission, `(tda sweep [^`]*)` .* submits 1: seed=2$", status.stdout)
+    assert nxt and str(sweep.resolve()) in nxt.group(1), status.stdout
+    gate.write_text('go')
+    again = tda(*shlex.split(nxt.group(1))[1:], '--wait')
+    assert '1 to submit' in again.stdout and 'failed runs: seed=1;' in again.stderr, again.stdout + again.stderr
+    assert read(held/'status.json')['status'] == 'done' and read(held/'job.json')['job_id'] != job
+
+
 @pytest.fixture(scope='module')
 def reference(train_config):
     """The uninterrupted run, here (no SLURM), on one thread as the jobs (a CPU's sums depend on the thread count):
@@ -145,9 +193,77 @@ def test_warning_signal_requeues_a_training_job_that_resumes(slurm_cluster, trai
     log, req = (tmp_path/'train.log').read_text(), read(run/'requeue.json')
     assert req['job_id'] == job and req['signal'] == 'SIGUSR1' and req['abandoned_epoch'] >= 2, (req, log)
     assert f"job {job} is requeued and resumes at epoch" in log and f"job {job} was requeued: resuming" in log, log
+    assert "tda: SLURM's warning signal stopped" in log and 'tda: error' not in log, log  # information, not an error
     assert 'Restarts=1' in slurm_cluster.run('scontrol', 'show', 'job', job).stdout
     res = read(run/'results.json')
     assert res['epochs_run'] == 3 and (res['test'], curve(run)) == reference
+
+
+def training_pid(run) -> int:
+    "The pid of the `tda train` process writing into `run` (its command line names it)."
+    for p in Path('/proc').iterdir():
+        try:
+            if p.name.isdigit() and f"out_dir={run}".encode() in (p/'cmdline').read_bytes(): return int(p.name)
+        except OSError: pass
+    raise AssertionError(f"no process trains into {run}")
+
+
+def ended_by_itself(pid, timeout=120):
+    "Wait for process `pid` to end; kill it (and fail) if it does not (a training left without its job)."
+    gone = lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == 'Z'
+    try: wait_until(f"process {pid} ends", gone, timeout, 0.5)
+    except AssertionError:
+        os.kill(pid, 9)
+        raise
+
+
+def test_batch_shell_warning_signal_requeues_the_training_it_started(slurm_cluster, train_config, reference,
+                                                                     tmp_path):
+    "`--signal=B:USR1` with `--wrap 'tda train'`: the batch shell dies of the signal; the training requeues the job."
+    run = tmp_path/'stopped'
+    job = slurm_cluster.run('sbatch', '--parsable', f'--output={tmp_path}/train.log', '--open-mode=append',
+                            '--cpus-per-task=1', '--signal=B:USR1@60', '--time=5', '--wrap',
+                            f"OMP_NUM_THREADS=1 {PY} -m tda.cli train {train_config} --set out_dir={run}").stdout.strip()
+    wait_until('the first epoch', lambda: (run/'metrics.json').exists())
+    pid = training_pid(run)
+    slurm_cluster.run('scancel', '--batch', '--signal=USR1', job)  # what B:USR1@60 sends: to the batch shell only
+    ended_by_itself(pid)
+    wait_until(f"job {job} ends", lambda: job_state(slurm_cluster, job) == 'COMPLETED', 300, 1)
+    log, req = (tmp_path/'train.log').read_text(), read(run/'requeue.json')
+    assert 'went to the batch shell of job' in log and f"job {job} is requeued and resumes at epoch" in log, log
+    assert 'tda: error' not in log and req['job_id'] == job and req['abandoned_epoch'] >= 2, log
+    res = read(run/'results.json')
+    assert res['epochs_run'] == 3 and (res['test'], curve(run)) == reference
+
+
+def test_a_training_whose_job_ended_stops_at_its_next_step(slurm_cluster, train_config, tmp_path):
+    "The batch script ends (its job with it) while the training it started goes on: the training stops, and says so."
+    run = tmp_path/'orphan'
+    job = slurm_cluster.run('sbatch', '--parsable', f'--output={tmp_path}/train.log', '--cpus-per-task=1',
+                            '--time=5', '--wrap', f"OMP_NUM_THREADS=1 {PY} -m tda.cli train {train_config} "
+                            f"--set out_dir={run} --set epochs=1000 & "
+                            f"while [ ! -e {run}/metrics.json ]; do sleep 0.2; done").stdout.strip()
+    wait_until('the first epoch', lambda: (run/'metrics.json').exists())
+    pid = training_pid(run)
+    wait_until(f"job {job} ends", lambda: job_state(slurm_cluster, job) == 'COMPLETED', 120, 0.5)
+    ended_by_itself(pid, 60)
+    log = (tmp_path/'train.log').read_text()
+    assert f"tda: error: SLURM job {job} has ended (COMPLETED" in log and '--resume' in log, log
+    assert (run/'checkpoints'/'last.pt').exists() and not (run/'results.json').exists()
+    assert len(read(run/'metrics.json')) < 1000
+
+
+def test_a_training_whose_parent_exits_inside_a_running_job_goes_on(slurm_cluster, train_config, tmp_path):
+    "A subshell starts the training and exits after its first epoch, the job runs on: the training goes on."
+    run = tmp_path/'subshell'
+    job = slurm_cluster.run('sbatch', '--parsable', f'--output={tmp_path}/train.log', '--cpus-per-task=1',
+                            '--time=5', '--wrap', f"(OMP_NUM_THREADS=1 {PY} -m tda.cli train {train_config} "
+                            f"--set out_dir={run} --set epochs=30 & while [ ! -e {run}/metrics.json ]; do sleep 0.2; "
+                            f"done); while [ ! -e {run}/results.json ]; do sleep 0.2; done").stdout.strip()
+    wait_until(f"job {job} ends", lambda: job_state(slurm_cluster, job) == 'COMPLETED', 180, 0.5)
+    log = (tmp_path/'train.log').read_text()
+    assert f"its SLURM job {job} runs on, and so does the training" in log and 'tda: error' not in log, log
+    assert read(run/'results.json')['epochs_run'] == 30
 
 
 def test_warning_signal_requeues_a_training_in_a_sweep_notebook(slurm_cluster, train_config, reference, tmp_path,
@@ -165,7 +281,7 @@ def test_warning_signal_requeues_a_training_in_a_sweep_notebook(slurm_cluster, t
     rep = run_sweep(sweep, executor='slurm', wait=True, progress=False)  # nothing to submit: waits for the job
     assert rep['queued'] == ['base'] and rep['done'] == ['base'] and not rep['submitted'], rep
     log = (env_paths/'runs'/'train'/'slurm'/f"{job}_0_log.out").read_text()
-    assert 'base requeued by its training' in log and f"resuming {d} (job {job})" in log, log
+    assert 'base was requeued by its training' in log and f"resuming {d} (job {job})" in log, log
     assert read(d/'output'/'train'/'requeue.json')['abandoned_epoch'] >= 2
     res = read(d/'output'/'train'/'results.json')
     assert res['epochs_run'] == 3 and (res['test'], curve(d/'output'/'train')) == reference

@@ -59,7 +59,8 @@ def eval_geometry(width: int, height: int, size: int, crop_pct: float = 0.875) -
 class ImageFolderDataset(Dataset):
     "One split of an ImageFolder-style dataset, as the trainer takes it."
     def __init__(self, path, split: str = 'train', size: int = 224, augment: str = 'none', crop_pct: float = 0.875,
-                 crop_scale=(0.08, 1.0), flip: bool = True, splits: dict | None = None, in_memory: bool = False):
+                 crop_scale=(0.08, 1.0), flip: bool = True, splits: dict | None = None, in_memory: bool = False,
+                 pipeline: str = 'pil'):
         from torchvision.datasets import ImageFolder
         self.root, self.split, self.size, self.crop_pct = Path(path), split, size, crop_pct
         folder = self.root/(splits or {}).get(split, split)
@@ -69,7 +70,14 @@ class ImageFolderDataset(Dataset):
         if augment not in AUGMENTATIONS: raise TdaError(f"augment must be one of {AUGMENTATIONS}, not {augment!r}.")
         tf = train_transform(size, augment, crop_scale,
                              flip) if augment != 'none' and split == 'train' else eval_transform(size, crop_pct)
-        self.folder = ImageFolder(str(folder), transform=tf)
+        loader = {}
+        if pipeline == 'fast':  # uint8 crops here; flip, jitter, normalising, erasing on the device (batch_transform)
+            from tda.data.fastload import fast_transforms, read_rgb
+            tf, self.batch_transform = fast_transforms(size, augment if split == 'train' else 'none', crop_pct,
+                                                       crop_scale, flip)
+            loader = {'loader': read_rgb}
+        elif pipeline != 'pil': raise TdaError(f"pipeline must be 'pil' or 'fast', not {pipeline!r}.")
+        self.folder = ImageFolder(str(folder), transform=tf, **loader)
         self.classes = self.folder.classes
         ann = self.root/'annotations.json'
         self.annotations = json.loads(ann.read_text())['splits'].get(folder.name, {}) if ann.is_file() else {}

@@ -45,8 +45,9 @@ def model_outputs(model: nn.Module, *inputs, **kw) -> dict:
     finally:
         for h in hooks: h.remove()
     res = as_outputs(out)
-    for n, maps in seen.items():  # one spatial map per attention step: passes 2, 3, ...
-        for t, a in enumerate(maps, 2): res['attention'][f'{n}.pass{t}'] = a
+    first = {n: getattr(m, 'first_pass', 2) for n, m in model.named_modules() if n in seen}
+    for n, maps in seen.items():  # one spatial map per attention step: passes 2, 3, ... (TDAN at m=0: 1, 2, ...)
+        for t, a in enumerate(maps, first[n]): res['attention'][f'{n}.pass{t}'] = a
     return res
 
 # %% ../../nbs/03_models.outputs.ipynb #36a6b10e

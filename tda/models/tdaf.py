@@ -125,6 +125,10 @@ class ANAR(nn.Module):
             last = w(32)
         self.out = _LAYERS[dims][0](last, 1, 1)
         self.tap = nn.Identity()
+        for m in self.modules():  # "Kaiming initialization" (the paper), as torchvision initialises its backbones
+            if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                if m.bias is not None: nn.init.zeros_(m.bias)
 
     def forward(self, x, size) -> torch.Tensor:
         "The attention map (B, 1, *size) for next-flow features of spatial (or space-time) size `size`."

@@ -34,6 +34,8 @@ class TDAttention(nn.Module):
         self.searchlight_fc = nn.Conv2d(hidden * (2 if mode == 'joint' else 1), bottom_channels, 1, bias=False)
         self.act = nn.ReLU(inplace=True)
         self.map_tap = nn.Identity()
+        for conv in (self.top_fc, self.bottom_fc, self.searchlight_fc):  # as the authors initialise every conv
+            if conv is not None: nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
 
     def searchlight(self, bottom, top):
         "The raw (pre-sigmoid) searchlight S, shape (B, C0, 1, 1)."
@@ -53,6 +55,13 @@ class TDAttention(nn.Module):
 def _fresh_bn(bn: nn.BatchNorm2d) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(bn.num_features, eps=bn.eps, momentum=bn.momentum)
 
+def _run(h, stages, bns):
+    "`h` through (conv, _, act or None) `stages`, each conv followed by its BN of `bns`."
+    for (conv, _, act), bn in zip(stages, bns):
+        h = bn(conv(h))
+        if act is not None: h = act(h)
+    return h
+
 class TDPasses(nn.Module):
     "Shared machinery of the TD blocks: stages run for several passes with top-down attention between them."
     def _setup(self, stages, mode, passes, distance, rd_ratio, bottom_channels):
@@ -63,36 +72,24 @@ class TDPasses(nn.Module):
             raise TdaError(f"feedback distance m={distance} does not fit a block of {n} convolutions; use 0 to {n}.")
         self.mode, self.passes, self.distance = mode, passes, distance
         top_channels = stages[-1][1].num_features
-        self.td = TDAttention(bottom_channels, top_channels, mode, rd_ratio) if passes > 1 else None
+        steps = passes if distance == 0 else passes - 1
+        self.td = TDAttention(bottom_channels, top_channels, mode, rd_ratio) if steps else None
+        if self.td is not None: self.td.first_pass = 1 if distance == 0 else 2  # the pass its first map acts on
         self.pass_bns = nn.ModuleList(nn.ModuleList(_fresh_bn(bn) for _, bn, _ in stages[n - distance:])
                                       for _ in range(passes - 1))
         self.taps = nn.ModuleList(nn.Identity() for _ in range(passes))
 
     def _passes(self, x, stages, finish):
-        "Run `stages` ((conv, bn, act or None) triples) for every pass; `finish(top)` adds the residual."
+        "Run `stages` ((conv, bn, act or None) triples) for `self.passes` passes; `finish(top)` adds the residual."
         first = len(stages) - self.distance
-        h, bottom = x, x
-        for k, (conv, bn, act) in enumerate(stages):
-            h = bn(conv(h))
-            if act is not None: h = act(h)
-            if k + 1 == first: bottom = h
-        top = h
-        if self.distance == 0: bottom = top
-        out = self._tap(0, top, finish)
-        for t in range(1, self.passes):
-            bottom = h = self.td(bottom, top)
-            for (conv, _, act), bn in zip(stages[first:], self.pass_bns[t - 1]):
-                h = bn(conv(h))
-                if act is not None: h = act(h)
-            top = h
-            out = self._tap(t, top, finish)
-        return out
-
-    def _tap(self, t, top, finish):
-        "Pass t's output through its tap; an earlier pass's only when a hook listens (it feeds nothing else)."
-        tap = self.taps[t]
-        if t < self.passes - 1 and not (tap._forward_hooks or tap._forward_pre_hooks): return None
-        return tap(finish(top))
+        bottom = _run(x, stages[:first], [bn for _, bn, _ in stages[:first]])
+        top = _run(bottom, stages[first:], [bn for _, bn, _ in stages[first:]])
+        if self.distance == 0:  # m=0: one attention step on the top per pass
+            for _ in range(self.passes): top = self.td(top, top)
+        for t in range(1, self.passes if self.distance else 1):
+            bottom = self.td(bottom, top)
+            top = _run(bottom, stages[first:], self.pass_bns[t - 1])
+        return self.taps[self.passes - 1](finish(top))
 
     def copy_bns_to_passes(self):
         "Start every later pass's BatchNorm from the first pass's (e.g. after loading pretrained weights)."
@@ -165,16 +162,24 @@ PLACEMENTS = {'layer3+4': {'layer3': 'all', 'layer4': 'all'}, 'layer4': {'layer4
               'alternating': ALTERNATING_R101}
 
 class _OverT:
-    "`forward(x, output_over_t=True)`: the logits of every pass of the last TD block."
+    "`forward(x, output_over_t=True)`: the logits after t passes of every TD block of the last TD stage, t = 1..T."
     def forward(self, x, output_over_t: bool = False):
         if not output_over_t: return super().forward(x)
-        last = [m for m in self.modules() if isinstance(m, TDPasses)][-1]
-        seen = []
-        hooks = [tap.register_forward_hook(lambda m, i, o: seen.append(o)) for tap in last.taps]
-        try: super().forward(x)
+        if not any(isinstance(m, TDPasses) for m in self.modules()):
+            raise TdaError("output_over_t=True needs TD blocks, and this model has none; call it without.")
+        x, stage, rest = self._over_t_split(x)
+        blocks = [m for m in stage if isinstance(m, TDPasses)]
+        passes = [b.passes for b in blocks]
+        outs = []
+        try:
+            for t in range(1, max(passes) + 1):
+                for b, T in zip(blocks, passes): b.passes = min(t, T)
+                f = x
+                for m in stage: f = m(f)
+                outs.append(rest(f))
         finally:
-            for h in hooks: h.remove()
-        return [self.head(f) for f in seen]
+            for b, T in zip(blocks, passes): b.passes = T
+        return outs
 
 class TDResNet(_OverT, ResNet):
     "A ResNet (torchvision's, at any `width`: `tda.models.resnet`) with TD blocks where `blocks` says."
@@ -196,6 +201,17 @@ class TDResNet(_OverT, ResNet):
         "Logits from the last stage's features."
         return self.fc(torch.flatten(self.avgpool(f), 1))
 
+    def _over_t_split(self, x):
+        "The input of the last layer with a TD block, that layer's blocks, and what turns its output into logits."
+        names = ['layer1', 'layer2', 'layer3', 'layer4']
+        last = max(i for i, n in enumerate(names) if any(isinstance(b, TDPasses) for b in getattr(self, n)))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for n in names[:last]: x = getattr(self, n)(x)
+        def rest(f):
+            for n in names[last + 1:]: f = getattr(self, n)(f)
+            return self.head(f)
+        return x, list(getattr(self, names[last])), rest
+
 class TDMobileNetV3(_OverT, MobileNetV3):
     """torchvision's MobileNetV3-large with TD in place of squeeze-excitation in its last `n_blocks` blocks;
     `width_mult` and `dilated` (a last stage of stride 16) as in torchvision's `mobilenet_v3_large`."""
@@ -213,3 +229,9 @@ class TDMobileNetV3(_OverT, MobileNetV3):
         "Logits from the last block's features."
         for m in self.features[self.n_blocks + 1:]: f = m(f)  # the layers after the last block
         return self.classifier(torch.flatten(self.avgpool(f), 1))
+
+    def _over_t_split(self, x):
+        "The input of the TD blocks at the end, those blocks, and what turns their output into logits."
+        first = next(i for i, m in enumerate(self.features) if isinstance(m, TDPasses))
+        for m in self.features[:first]: x = m(x)
+        return x, list(self.features[first:self.n_blocks + 1]), self.head
