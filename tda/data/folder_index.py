@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from ..core import TdaError, atomic_path, get_settings
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'FORMATS', 'INDEX_FORMAT', 'sniff', 'index_path', 'build_index', 'FolderIndex', 'folder_index']
+__all__ = ['IMAGE_EXTENSIONS', 'FORMATS', 'INDEX_FORMAT', 'sniff', 'index_path', 'build_index', 'write_index', 'FolderIndex',
+           'folder_index']
 
 # %% ../../nbs/01_data.folder_index.ipynb #08829f54
 # what torchvision's ImageFolder takes (its IMG_EXTENSIONS), compared without case
@@ -76,24 +77,32 @@ def index_path(root) -> Path:
 def build_index(root, folders, progress: bool = True, threads: int = 16) -> Path:
     """Scan the split `folders` of ImageFolder `root` once (class folders, every image's size, its header's format;
     files that are no image are left out and listed) and write the index atomically; returns its path."""
-    root = Path(root).resolve()
-    arrays, meta = {}, {'format': INDEX_FORMAT, 'root': str(root), 'folders': {}, 'created': time.time()}
+    root, scanned = Path(root).resolve(), {}
     for folder in folders:
         top = root/folder
         classes = sorted(e.name for e in os.scandir(top) if e.is_dir())
         with ThreadPoolExecutor(threads) as pool:  # a network file system answers many requests at once
             parts = list(tqdm(pool.map(lambda c: _scan_class(top/c, c), classes), total=len(classes),
                               desc=f"indexing {root.name}/{folder}", unit='class', disable=not progress, leave=False))
-        files = [(r, s, f, k) for k, (fs, _, _) in enumerate(parts) for r, s, f in fs]
+        stamps = {folder: os.stat(top).st_mtime_ns}
+        for _, _, st in parts: stamps.update(st)
+        scanned[folder] = (classes, [(r, s, f, k) for k, (fs, _, _) in enumerate(parts) for r, s, f in fs], stamps,
+                           [b for _, bd, _ in parts for b in bd])
+    return write_index(root, scanned)
+
+def write_index(root, scanned: dict) -> Path:
+    """Write the index of `root` from what was scanned: {folder: (classes, [(relative path, size, format code, label)],
+    {folder: mtime_ns}, [(relative path, why it is no image)])}, atomically; returns its path."""
+    root = Path(root).resolve()
+    arrays, meta = {}, {'format': INDEX_FORMAT, 'root': str(root), 'folders': {}, 'created': time.time()}
+    for folder, (classes, files, stamps, bad) in scanned.items():
         names = [r.encode() for r, *_ in files]
         arrays[f"{folder}/paths"] = np.frombuffer(b''.join(names), np.uint8)
         arrays[f"{folder}/offsets"] = np.cumsum([0] + [len(n) for n in names], dtype=np.int64)
         arrays[f"{folder}/sizes"] = np.array([s for _, s, _, _ in files], np.int64)
         arrays[f"{folder}/formats"] = np.array([f for _, _, f, _ in files], np.uint8)
         arrays[f"{folder}/labels"] = np.array([k for *_, k in files], np.int32)
-        stamps = {folder: os.stat(top).st_mtime_ns}
-        for _, _, st in parts: stamps.update(st)
-        meta['folders'][folder] = {'classes': classes, 'stamps': stamps, 'bad': [b for _, bd, _ in parts for b in bd]}
+        meta['folders'][folder] = {'classes': classes, 'stamps': stamps, 'bad': bad}
     arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     out = index_path(root)
     with atomic_path(out, overwrite=True) as tmp:
@@ -127,8 +136,9 @@ class FolderIndex:
         for folder in folders:
             m = self.meta['folders'].get(folder)
             if m is None: return f"it holds no {folder} folder"
+            root = str(self.root)
             for d, t in m['stamps'].items():
-                try: now = os.stat(self.root/d).st_mtime_ns
+                try: now = os.stat(os.path.join(root, d)).st_mtime_ns
                 except OSError: return f"{d} is gone"
                 if now != t: return f"{d} changed since it was built"
         return None

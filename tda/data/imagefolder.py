@@ -120,6 +120,10 @@ class ImageFolderDataset(Dataset):
         self.index = folder_index(self.root, list(dict.fromkeys([*self.folders, self.folder])), progress=progress,
                                   build=_main_of_node())
         self.classes, self.labels = self.index.classes(self.folder), self.index.labels(self.folder)
+        if (first := self.folders[0] if self.folders else self.folder) != self.folder and self.index.classes(first) != self.classes:
+            extra = sorted(set(self.classes) ^ set(self.index.classes(first)))
+            raise TdaError(f"{folder} and {self.root/first} have other class folders ({', '.join(extra[:5])} in one "
+                           f"only): the labels would mean other classes; give every split the same class folders.")
         if bad := self.index.bad(self.folder):
             print(f"tda: {len(bad)} file(s) of {folder} are no images and are left out (the first: {bad[0][0]}, "
                   f"{bad[0][1]}); `tda data check {self.root}` lists them all", file=sys.stderr)
