@@ -150,7 +150,7 @@ def cmd_info(a):
     if a.check: print("  check: every chunk read, every invariant holds")
 
 def cmd_check(a):
-    "`tda data check FOLDER [--decode]`: the index of an ImageFolder, and every file that is no image or fails to decode."
+    "`tda data check FOLDER [--decode]`: the index of an ImageFolder; every file that is no image or fails to decode."
     from tda.data.imagefolder import check_images
     res = check_images(a.folder, a.split or None, decode=a.decode, workers=a.workers, reindex=a.reindex,
                        progress=not a.quiet)
@@ -161,8 +161,8 @@ def cmd_check(a):
             print(f"{Path(a.folder)/f}: {v['images']} images in {v['classes']} classes, {len(v['bad'])} bad")
         for r, why in bad: print(f"  {r}: {why}")
     if bad:
-        raise TdaError(f"{len(bad)} file(s) of {a.folder} cannot be used (listed above); remove or replace them (training "
-                       f"leaves out what is no image and replaces what fails to decode, up to dataset_args "
+        raise TdaError(f"{len(bad)} file(s) of {a.folder} cannot be used (listed above); remove or replace them "
+                       f"(training leaves out what is no image and replaces what fails to decode, up to dataset_args "
                        f"max_bad_fraction).")
     if not a.json: print(f"  check: every file's header{' and data' if a.decode else ''} read, all good")
 
@@ -376,9 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument('--check', action='store_true', help='also read every chunk and check every invariant')
     i.set_defaults(func=cmd_info)
     k = data.add_parser('check', help='index an ImageFolder and find its bad files (--decode: decode every image)',
-                        description='Scan an ImageFolder (<root>/<split>/<class>/<image>) into the index training reads '
-                        '(or read it if it is up to date), with every file whose header is no image; --decode also '
-                        'decodes every image. Exit status 2 if any file is bad.')
+                        description='Scan an ImageFolder (<root>/<split>/<class>/<image>) into the index training '
+                        'reads (or read it if it is up to date), with every file whose header is no image; '
+                        '--decode also decodes every image. Exit status 2 if any file is bad.')
     k.add_argument('folder', help='the root of the ImageFolder')
     k.add_argument('--decode', action='store_true', help='decode every image (slow: on --workers processes)')
     k.add_argument('--split', action='append', help='a split folder to check (repeat; default: train, val, test)')

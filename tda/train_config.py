@@ -255,7 +255,8 @@ def _checks(c: TrainConfig):
             (c.lr_reference_batch is None or c.lr_reference_batch >= 1,
              "lr_reference_batch must be positive (or None)"),
             (c.weight_decay >= 0 and c.momentum >= 0, "weight_decay and momentum must be 0 or more"),
-            (c.num_workers is None or c.num_workers >= 0, "num_workers must be 0 or more (or None: sized from the CPUs)"),
+            (c.num_workers is None or c.num_workers >= 0,
+             "num_workers must be 0 or more (or None: sized from the CPUs)"),
             (c.warmup_lr is None or 0 < c.warmup_lr, "warmup_lr must be positive (or None)"),
             (c.min_lr >= 0 and c.cooldown_epochs >= 0, "min_lr and cooldown_epochs must be 0 or more"),
             (c.cooldown_epochs == 0 or (c.schedule == 'cosine' and c.cooldown_epochs + c.warmup_epochs < c.epochs),
@@ -288,7 +289,8 @@ def lr_at(cfg: TrainConfig, epoch: int) -> float:
     "The learning rate for `epoch` (from 0) under the config's schedule, warm-up and batch scaling."
     lr = cfg.lr * (cfg.batch_size / cfg.lr_reference_batch if cfg.lr_reference_batch else 1)
     w, end = cfg.warmup_epochs, cfg.epochs - cfg.cooldown_epochs
-    if epoch < w: return lr * (epoch + 1) / w if cfg.warmup_lr is None else cfg.warmup_lr + epoch * (lr - cfg.warmup_lr) / w
+    if epoch < w:
+        return lr * (epoch + 1) / w if cfg.warmup_lr is None else cfg.warmup_lr + epoch * (lr - cfg.warmup_lr) / w
     if cfg.schedule == 'step':
         n = max(0, (epoch - cfg.decay_start) // cfg.decay_every) if epoch >= cfg.decay_start else 0
         return lr * cfg.lr_decay ** n
@@ -307,9 +309,9 @@ def for_processes(cfg: TrainConfig, processes: int) -> tuple[TrainConfig, list[s
         b = getattr(cfg, name)
         if b % processes == 0: continue
         sizes[name] = r = max(processes, b // processes * processes)
+        lr = '; lr is scaled to it (lr_reference_batch)' if cfg.lr_reference_batch else '; lr is not changed'
         what = ('only how many samples are evaluated at once changes' if name == 'eval_batch_size' else
-                'this is another run than one of batch ' + str(b) + ('; lr is scaled to it (lr_reference_batch)'
-                                                                     if cfg.lr_reference_batch else '; lr is not changed'))
+                f"this is another run than one of batch {b}{lr}")
         notes.append(f"{name} {b} does not split over {processes} processes: using {r} ({r // processes} per process; "
                      f"{what})")
     return (dataclasses.replace(cfg, **sizes) if sizes else cfg), notes

@@ -149,7 +149,7 @@ def jpegs(tmp_path_factory):
 
 @pytest.fixture
 def folder_config(tmp_path, jpegs):
-    "The TDAN preset on the JPEG folder: merged dataset_args, 3 short epochs, an evaluation batch two processes cannot split."
+    "The TDAN preset on the JPEG folder: merged dataset_args, 3 short epochs, an evaluation batch 2 processes cannot split."
     cfg = {'preset': 'jaiswal2022', 'model': 'resnet18_tdjoint_t2_m1', 'data': str(jpegs),
            'dataset_args': {'size': 32, 'crop_pct': 1.0, 'max_bad_fraction': 0.1},
            'epochs': 3, 'warmup_epochs': 1, 'cooldown_epochs': 1, 'batch_size': 8, 'eval_batch_size': 7,

@@ -68,7 +68,7 @@ def _scan_class(folder: Path, rel: str):
 INDEX_FORMAT = 'tda.folder_index/1'
 
 def index_path(root) -> Path:
-    "Where the index of ImageFolder `root` lives: `<root>/.tda-index.npz`, or in the data folder if `root` is read-only."
+    "Where the index of ImageFolder `root` lives: `<root>/.tda-index.npz`, or in the data folder if it is read-only."
     root = Path(root).resolve()
     if os.access(root, os.W_OK): return root/'.tda-index.npz'
     tag = hashlib.sha256(str(root).encode()).hexdigest()[:16]

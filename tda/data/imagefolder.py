@@ -110,7 +110,8 @@ class ImageFolderDataset(Dataset):
             raise TdaError(f"{folder} is not a folder; an ImageFolder dataset has <path>/<split>/<class>/<image> "
                            f"(map a split to another folder with dataset_args splits, e.g. {{test: val}}).")
         if augment not in AUGMENTATIONS: raise TdaError(f"augment must be one of {AUGMENTATIONS}, not {augment!r}.")
-        if not 0 <= max_bad_fraction <= 1: raise TdaError(f"max_bad_fraction must be in [0, 1], not {max_bad_fraction}.")
+        if not 0 <= max_bad_fraction <= 1:
+            raise TdaError(f"max_bad_fraction must be in [0, 1], not {max_bad_fraction}.")
         self.augmented = augment != 'none' and split == 'train'
         self.transform = (train_transform(size, augment, crop_scale, flip, interpolation, erasing_mode)
                           if self.augmented else eval_transform(size, crop_pct))
@@ -120,7 +121,8 @@ class ImageFolderDataset(Dataset):
         self.index = folder_index(self.root, list(dict.fromkeys([*self.folders, self.folder])), progress=progress,
                                   build=_main_of_node())
         self.classes, self.labels = self.index.classes(self.folder), self.index.labels(self.folder)
-        if (first := self.folders[0] if self.folders else self.folder) != self.folder and self.index.classes(first) != self.classes:
+        first = self.folders[0] if self.folders else self.folder
+        if first != self.folder and self.index.classes(first) != self.classes:
             extra = sorted(set(self.classes) ^ set(self.index.classes(first)))
             raise TdaError(f"{folder} and {self.root/first} have other class folders ({', '.join(extra[:5])} in one "
                            f"only): the labels would mean other classes; give every split the same class folders.")
@@ -141,7 +143,7 @@ class ImageFolderDataset(Dataset):
         return self.index.identity(self.folders)
 
     def set_epoch(self, epoch: int, seed: int = 0, processes: int = 1):
-        "The epoch and seed each sample's augmentation is drawn from (in every worker), and the processes of the launch."
+        "The epoch and seed each sample's augmentation is drawn from (in every worker), and the launch's processes."
         self._epoch.copy_(torch.tensor([epoch, seed, processes]))
 
     def replaced(self) -> int:
@@ -179,8 +181,8 @@ class ImageFolderDataset(Dataset):
         if failed > self.max_bad_fraction * len(self):
             raise TdaError(f"{failed} images of {self.root/self.folder} failed to decode (the last: {rel}: "
                            f"{' '.join(str(e).split())}), more than max_bad_fraction {self.max_bad_fraction} of "
-                           f"{len(self)}; find them with `tda data check {self.root} --decode`, remove or replace them, "
-                           f"or raise dataset_args max_bad_fraction.")
+                           f"{len(self)}; find them with `tda data check {self.root} --decode`, remove or replace "
+                           f"them, or raise dataset_args max_bad_fraction.")
         g = torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 10_000_019 + i) * 16 + attempt)
         k = int(torch.randint(max(1, len(self) - 1), (), generator=g))
         k += k >= j and len(self) > 1  # another sample than the one that failed
@@ -280,11 +282,13 @@ def check_images(root, folders=None, decode: bool = False, workers: int | None =
                  progress: bool = True) -> dict:
     """Index (or read the index of) the split `folders` of ImageFolder `root` (default: those of train, val and test
     present) and, with `decode`, decode every image on `workers` processes. Returns {folder: {'images', 'classes',
-    'bad': [(relative path, what is wrong)]}}: files that are no image by their header, and files that fail to decode."""
+    'bad': [(relative path, what is wrong)]}}: files that are no image by their header, and files that fail to
+    decode."""
     import multiprocessing as mp
     from tda.data.folder_index import build_index, folder_index
     root = Path(root)
-    if not root.is_dir(): raise TdaError(f"{root} is not a folder; give the root of an ImageFolder (<root>/<split>/<class>/<image>).")
+    if not root.is_dir():
+        raise TdaError(f"{root} is not a folder; give the root of an ImageFolder (<root>/<split>/<class>/<image>).")
     folders = folders or [f for f in ('train', 'val', 'test') if (root/f).is_dir()]
     if not folders: raise TdaError(f"{root} has no train, val or test folder; name the split folders to check.")
     if reindex: build_index(root, folders, progress=progress)
