@@ -386,6 +386,9 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
     identity = data_identity(ds['train'], data)
     held.enter_context(_lock_run(out, acc))
     ck = _prepare_dir(out, cfg, *resume_after_requeue(out, resume, overwrite), identity, acc)
+    if cfg.sync_batchnorm and n_proc > 1 and acc.device.type != 'cuda' and acc.is_main_process:
+        print("tda: sync_batchnorm has no effect on the CPU (PyTorch's SyncBatchNorm needs GPUs): each process takes "
+              "its batch-norm statistics over its slice", file=sys.stderr)
     if cfg.sync_batchnorm and n_proc > 1 and acc.device.type == 'cuda':  # off by default, as the authors trained
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # (PyTorch has no SyncBatchNorm on the CPU)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
