@@ -197,24 +197,24 @@ def test_folder_run_killed_mid_epoch_resumes_to_the_same_metrics(folder_config, 
 
 def test_folder_on_two_processes(folder_config, tmp_path):
     """Two processes (gloo) with the same global batch: an evaluation batch they cannot split (7) is rounded with a
-    note, not refused; both see every sample once (the index built once, by the main process). Batch norm takes its
-    statistics over each process's slice (no SyncBatchNorm on the CPU; off by default on GPUs, as the authors
-    trained), so the weights differ from one process's; the same checkpoint evaluated on two processes gives the
-    one-process test metrics, up to the order of the sums."""
-    one = tda_train(folder_config, '--set', f'out_dir={tmp_path/"one"}', '--set', 'epochs=1', '--set',
-                    'cooldown_epochs=0', '--set', 'warmup_epochs=0')
+    note, not refused; both see every sample once (the index read, not built again), with the same augmentation draws
+    (drawn per sample) and the same replaced file. Batch norm takes its statistics over each process's slice (off by
+    default, as the authors trained), so the weights differ from one process's; the same checkpoint evaluated on two
+    processes gives the one-process test metrics, up to the order of the sums."""
+    args = ['--set', 'epochs=1', '--set', 'cooldown_epochs=0', '--set', 'warmup_epochs=0']
+    one = tda_train(folder_config, '--set', f'out_dir={tmp_path/"one"}', *args)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = launch(2, folder_config, '--set', f'out_dir={tmp_path/"two"}', '--set', 'epochs=1', '--set',
-                 'cooldown_epochs=0', '--set', 'warmup_epochs=0')
+    two = launch(2, folder_config, '--set', f'out_dir={tmp_path/"two"}', *args)
     assert two.returncode == 0, two.stderr[-3000:]
     assert 'eval_batch_size 7 does not split over 2 processes: using 6 (3 per process' in two.stderr, two.stderr
     assert two.stderr.count('indexing') == 0  # the folder was indexed already (by the first run)
+    assert one.stderr.count('replaced by train/') == two.stderr.count('replaced by train/') == 1
+    assert one.stderr.split('replaced by ')[1].split()[0] == two.stderr.split('replaced by ')[1].split()[0]
     r1, r2 = results(tmp_path/'one'), results(tmp_path/'two')
     assert (r1['processes'], r2['processes'], r2['config']['eval_batch_size']) == (1, 2, 6)
     assert r1['test']['n'] == r2['test']['n'] == 12 and r1['data_identity'] == r2['data_identity']
     assert history(tmp_path/'one')[0]['train_replaced'] == history(tmp_path/'two')[0]['train_replaced'] == 1
-    ev = launch(2, folder_config, '--set', f'out_dir={tmp_path/"one"}', '--set', 'epochs=1', '--set',
-                'cooldown_epochs=0', '--set', 'warmup_epochs=0', '--resume')
+    ev = launch(2, folder_config, '--set', f'out_dir={tmp_path/"one"}', *args, '--resume')
     assert ev.returncode == 0, ev.stderr[-3000:]
     again = results(tmp_path/'one')
     assert again['processes'] == 2

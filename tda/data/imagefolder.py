@@ -130,7 +130,7 @@ class ImageFolderDataset(Dataset):
             print(f"tda: {len(bad)} file(s) of {folder} are no images and are left out (the first: {bad[0][0]}, "
                   f"{bad[0][1]}); `tda data check {self.root}` lists them all", file=sys.stderr)
         # shared with the DataLoader workers: (epoch, seed, processes) and, per sample, whether it failed to decode
-        self._epoch = torch.zeros(3, dtype=torch.int64).share_memory_()
+        self._epoch = torch.tensor([0, 0, 1], dtype=torch.int64).share_memory_()
         self._failed = torch.zeros(len(self.labels), dtype=torch.uint8).share_memory_()
         self._hits = torch.zeros(_SLOTS + 1, dtype=torch.int64).share_memory_()  # failures, one slot per worker
         ann = self.root/'annotations.json'
@@ -142,9 +142,11 @@ class ImageFolderDataset(Dataset):
         "What identifies the run's data: the images of the train, val and test folders, from the index (no file read)."
         return self.index.identity(self.folders)
 
-    def set_epoch(self, epoch: int, seed: int = 0, processes: int = 1):
-        "The epoch and seed each sample's augmentation is drawn from (in every worker), and the launch's processes."
-        self._epoch.copy_(torch.tensor([epoch, seed, processes]))
+    def set_epoch(self, epoch: int, seed: int | None = None, processes: int | None = None):
+        """The epoch and seed each sample's augmentation is drawn from (in every worker), and the launch's processes;
+        a seed or count not given stays (Accelerate's loader calls `set_epoch(epoch)` alone on one process)."""
+        _, s, p = self._epoch.tolist()
+        self._epoch.copy_(torch.tensor([epoch, s if seed is None else seed, p if processes is None else processes]))
 
     def replaced(self) -> int:
         "How many samples this process (with its workers) replaced because their file failed to decode, so far."
