@@ -45,11 +45,10 @@ from .train_config import _OPTIMIZERS, PRESETS, TrainConfig, for_processes, log_
 
 # %% auto #0
 __all__ = ['evaluate', 'precise_bn', 'load_best', 'run_dir', 'resolve_data', 'data_identity', 'config_diff', 'cache_cpu_memory',
-           'NonFiniteLoss', 'usable_cpus', 'loader_workers', 'data_loader', 'train', 'sync_batch_norm_cpu', 'PRESETS',
-           'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy', 'model_loss', 'gaussian_heatmaps',
-           'decode_heatmaps', 'heatmap_mse', 'PerSampleMetrics', 'ClassificationMetrics', 'MREFMetrics',
-           'DetectionMetrics', 'KeypointMetrics', 'metric_set', 'slurm_process_env', 'Preemption', 'Requeued',
-           'resume_after_requeue', 'REQUEUE_SIGNAL']
+           'NonFiniteLoss', 'usable_cpus', 'loader_workers', 'data_loader', 'train', 'PRESETS', 'TrainConfig', 'lr_at',
+           'log_trackers', 'cross_entropy', 'model_loss', 'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse',
+           'PerSampleMetrics', 'ClassificationMetrics', 'MREFMetrics', 'DetectionMetrics', 'KeypointMetrics',
+           'metric_set', 'slurm_process_env', 'Preemption', 'Requeued', 'resume_after_requeue', 'REQUEUE_SIGNAL']
 
 # %% ../nbs/04d_train.ipynb #dc2e1a3b
 _all_ = ['PRESETS', 'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy', 'model_loss', 'gaussian_heatmaps',
@@ -387,8 +386,9 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
     identity = data_identity(ds['train'], data)
     held.enter_context(_lock_run(out, acc))
     ck = _prepare_dir(out, cfg, *resume_after_requeue(out, resume, overwrite), identity, acc)
-    if cfg.sync_batchnorm and n_proc > 1 and acc.device.type == 'cpu':
-        model = sync_batch_norm_cpu(model)  # PyTorch's SyncBatchNorm needs GPUs
+    if cfg.sync_batchnorm and n_proc > 1 and acc.device.type != 'cuda' and acc.is_main_process:
+        print("tda: sync_batchnorm has no effect on the CPU (PyTorch's SyncBatchNorm needs GPUs): each process takes "
+              "its batch-norm statistics over its slice", file=sys.stderr)
     if cfg.sync_batchnorm and n_proc > 1 and acc.device.type == 'cuda':  # off by default, as the authors trained
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # (PyTorch has no SyncBatchNorm on the CPU)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
@@ -528,42 +528,3 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
     preempt.disarm()
     results['table'] = tm.table()
     return results
-
-# %% ../nbs/04d_train.ipynb #c9d1e0a4
-class _SyncBatchNormCPU(nn.modules.batchnorm._BatchNorm):
-    "Batch norm whose training statistics are those of the batches of every process together (gloo, on the CPU)."
-    def _check_input_dim(self, x):
-        if x.dim() < 2: raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
-
-    def forward(self, x):
-        if not (self.training and torch.distributed.is_available() and torch.distributed.is_initialized()):
-            return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-        c, dims = x.shape[1], [0, *range(2, x.dim())]
-        xf = x.float()
-        s = all_reduce(torch.cat([xf.sum(dims), (xf * xf).sum(dims), xf.new_tensor([x.numel() // c])]))
-        n = s[-1]
-        mean = s[:c] / n
-        var = (s[c:2 * c] / n - mean * mean).clamp_min(0)
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                m = self.momentum if self.momentum is not None else 1 / float(self.num_batches_tracked)
-                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                self.running_var.mul_(1 - m).add_(var.detach() * n / max(float(n) - 1, 1), alpha=m)
-        shape = [1, c] + [1] * (x.dim() - 2)
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine: y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y.to(x.dtype)
-
-def sync_batch_norm_cpu(model: nn.Module) -> nn.Module:
-    "`model` with every batch-norm layer computing its training statistics over the batches of all processes (CPU)."
-    for name, m in list(model.named_modules()):
-        for k, child in list(m.named_children()):
-            if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, _SyncBatchNormCPU):
-                new = _SyncBatchNormCPU(child.num_features, child.eps, child.momentum, child.affine,
-                                        child.track_running_stats)
-                new.load_state_dict(child.state_dict())
-                new.train(child.training)
-                setattr(m, k, new)
-    return model
