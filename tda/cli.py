@@ -26,7 +26,8 @@ from .data.mref import dataset_path, generate_mref
 # %% auto #0
 __all__ = ['DEMO_MODELS', 'DEMO_EPOCHS', 'DEMO_BATCH', 'DEMO_SEED', 'SLURM_OPTIONS', 'STATUS_ENDED', 'read_recipe',
            'recipe_params', 'load_recipe', 'recipe_output', 'dataset_file', 'cmd_generate', 'cmd_show', 'cmd_info',
-           'load_train_config', 'cmd_train', 'demo', 'cmd_demo', 'cmd_tutorials', 'cmd_sweep', 'build_parser', 'main']
+           'cmd_check', 'load_train_config', 'cmd_train', 'demo', 'cmd_demo', 'cmd_tutorials', 'cmd_sweep',
+           'build_parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #05b139b2
 def read_recipe(path) -> dict:
@@ -148,6 +149,23 @@ def cmd_info(a):
         return
     (_print_clips if clips else _print_mref)(info)
     if a.check: print("  check: every chunk read, every invariant holds")
+
+def cmd_check(a):
+    "`tda data check FOLDER [--decode]`: the index of an ImageFolder; every file that is no image or fails to decode."
+    from tda.data.imagefolder import check_images
+    res = check_images(a.folder, a.split or None, decode=a.decode, workers=a.workers, reindex=a.reindex,
+                       progress=not a.quiet)
+    if a.json: print(json.dumps(res, indent=2))
+    bad = [(r, why) for v in res.values() for r, why in v['bad']]
+    if not a.json:
+        for f, v in res.items():
+            print(f"{Path(a.folder)/f}: {v['images']} images in {v['classes']} classes, {len(v['bad'])} bad")
+        for r, why in bad: print(f"  {r}: {why}")
+    if bad:
+        raise TdaError(f"{len(bad)} file(s) of {a.folder} cannot be used (listed above); remove or replace them "
+                       f"(training leaves out what is no image and replaces what fails to decode, up to dataset_args "
+                       f"max_bad_fraction).")
+    if not a.json: print(f"  check: every file's header{' and data' if a.decode else ''} read, all good")
 
 # %% ../nbs/08_cli.ipynb #27b8dd79
 def load_train_config(path, overrides: dict | None = None):
@@ -361,6 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument('--json', action='store_true', help='print the description as JSON')
     i.add_argument('--check', action='store_true', help='also read every chunk and check every invariant')
     i.set_defaults(func=cmd_info)
+    k = data.add_parser('check', help='index an ImageFolder and find its bad files (--decode: decode every image)',
+                        description='Scan an ImageFolder (<root>/<split>/<class>/<image>) into the index training '
+                        'reads (or read it if it is up to date), with every file whose header is no image; '
+                        '--decode also decodes every image. Exit status 2 if any file is bad.')
+    k.add_argument('folder', help='the root of the ImageFolder')
+    k.add_argument('--decode', action='store_true', help='decode every image (slow: on --workers processes)')
+    k.add_argument('--split', action='append', help='a split folder to check (repeat; default: train, val, test)')
+    k.add_argument('--workers', type=_COUNT, help='decoding processes (default: the CPUs this process may use)')
+    k.add_argument('--reindex', action='store_true', help='scan the folders again even if the index is up to date')
+    k.add_argument('--json', action='store_true', help='print the result as JSON')
+    k.add_argument('--quiet', action='store_true', help='no progress bar')
+    k.set_defaults(func=cmd_check)
     s = data.add_parser('show', help='write a PNG grid of samples with query and answer', description=
                         'Draw questions of a split of an MNIST Reference file, each image with its query and answer, '
                         'into one PNG grid (like Figure 4 of the paper).')

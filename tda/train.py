@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import broadcast_object_list, set_seed
 from torch import nn
 from torch.optim.swa_utils import update_bn
@@ -41,14 +41,14 @@ from .metric_sets import (ClassificationMetrics, DetectionMetrics, KeypointMetri
 from .models import create_model
 from .models.outputs import as_outputs
 from .slurm_job import REQUEUE_SIGNAL, Preemption, Requeued, resume_after_requeue, slurm_process_env
-from .train_config import _OPTIMIZERS, PRESETS, TrainConfig, log_trackers, lr_at
+from .train_config import _OPTIMIZERS, PRESETS, TrainConfig, for_processes, log_trackers, lr_at
 
 # %% auto #0
 __all__ = ['evaluate', 'precise_bn', 'load_best', 'run_dir', 'resolve_data', 'data_identity', 'config_diff', 'cache_cpu_memory',
-           'NonFiniteLoss', 'data_loader', 'train', 'PRESETS', 'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy',
-           'model_loss', 'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse', 'PerSampleMetrics',
-           'ClassificationMetrics', 'MREFMetrics', 'DetectionMetrics', 'KeypointMetrics', 'metric_set',
-           'slurm_process_env', 'Preemption', 'Requeued', 'resume_after_requeue', 'REQUEUE_SIGNAL']
+           'NonFiniteLoss', 'usable_cpus', 'loader_workers', 'data_loader', 'train', 'PRESETS', 'TrainConfig', 'lr_at',
+           'log_trackers', 'cross_entropy', 'model_loss', 'gaussian_heatmaps', 'decode_heatmaps', 'heatmap_mse',
+           'PerSampleMetrics', 'ClassificationMetrics', 'MREFMetrics', 'DetectionMetrics', 'KeypointMetrics',
+           'metric_set', 'slurm_process_env', 'Preemption', 'Requeued', 'resume_after_requeue', 'REQUEUE_SIGNAL']
 
 # %% ../nbs/04d_train.ipynb #dc2e1a3b
 _all_ = ['PRESETS', 'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy', 'model_loss', 'gaussian_heatmaps',
@@ -186,7 +186,8 @@ def _lock_run(out: Path, accelerator):
         if refused: raise TdaError(refused)
         yield
 
-_RESUMABLE = {'epochs', 'progress', 'num_workers', 'out_dir', 'patience', 'log_with'}  # may change when resuming
+# may change when resuming (the evaluation batch: with the number of processes, see for_processes)
+_RESUMABLE = {'epochs', 'progress', 'num_workers', 'out_dir', 'patience', 'log_with', 'eval_batch_size'}
 
 def _is_training_run(out: Path) -> bool:
     "Whether `out` is a folder a training run made (its run record says so), which `overwrite` may replace."
@@ -255,6 +256,24 @@ class _Batches(Dataset):
 
 def _as_is(batch): return batch
 
+def usable_cpus(environ=None) -> int:
+    """The CPUs this process may use: its affinity (`os.sched_getaffinity`), at most `SLURM_CPUS_PER_TASK`, shared
+    with the other processes of a launcher on this node (`LOCAL_WORLD_SIZE`) unless `srun` started one task each."""
+    e = os.environ if environ is None else environ
+    n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    per_task = e.get('SLURM_CPUS_PER_TASK', '')
+    if per_task.isdigit() and int(per_task) > 0: n = min(n, int(per_task))
+    one_task_each = int(e.get('SLURM_STEP_NUM_TASKS') or 1) > 1 and 'SLURM_PROCID' in e  # srun --ntasks N
+    local = e.get('LOCAL_WORLD_SIZE', '1')
+    share = 1 if one_task_each or not local.isdigit() else max(1, int(local))
+    return max(1, n // share)
+
+def loader_workers(ds, cfg, environ=None) -> int:
+    """DataLoader workers for `ds`: `cfg.num_workers` if set; else, for a dataset that decodes files (`ds.decodes`,
+    an ImageFolder), every CPU this process may use but one (the training process's), and 0 for one in memory."""
+    if cfg.num_workers is not None: return cfg.num_workers
+    return max(0, usable_cpus(environ) - 1) if getattr(ds, 'decodes', False) else 0
+
 def data_loader(ds, batch_size, train, cfg):
     "A DataLoader over `ds`: whole batches at once where the dataset gathers them (`ds.batch`), else item by item."
     # training drops the last incomplete batch: every step sees `batch_size` samples, and Accelerate never pads a
@@ -262,7 +281,8 @@ def data_loader(ds, batch_size, train, cfg):
     if train and len(ds) < batch_size:
         raise TdaError(f"the training split has {len(ds)} samples, fewer than batch_size {batch_size}; lower "
                        f"batch_size.")
-    kw = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=torch.cuda.is_available())
+    workers = loader_workers(ds, cfg)
+    kw = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available() and not cfg.cpu)
     sampler = ds.train_sampler(cfg.seed) if train and hasattr(ds, 'train_sampler') else None
     if hasattr(ds, 'batch'): ds, kw['collate_fn'] = _Batches(ds), _as_is
     return DataLoader(ds, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
@@ -304,7 +324,11 @@ def _dry_run(cfg: TrainConfig, ds, model):
 def _build(cfg: TrainConfig):
     "The datasets and the model of `cfg`, checked against each other; nothing is written yet."
     data = _data_path(cfg)
-    ds = {s: create_dataset(cfg.dataset, data, s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
+    state = PartialState()
+    # the main process first (an ImageFolder scans its folder into an index there), then the main process of each
+    # other node (node-local copies), then the rest, which read that index
+    with state.main_process_first(), state.local_main_process_first():
+        ds = {s: create_dataset(cfg.dataset, data, s, **cfg.dataset_args) for s in ('train', 'val', 'test')}
     _check_data(cfg, ds, data)
     model_args = dict(cfg.model_args)
     # a classification set
@@ -332,6 +356,17 @@ def _optimizer(cfg: TrainConfig, model):
     except (TypeError, ValueError) as e:
         raise TdaError(f"bad optimizer_args {cfg.optimizer_args} for {cfg.optimizer}: {e}.") from None
 
+def _cpu_seconds() -> float:
+    "CPU seconds of this process and of its live child processes (the DataLoader workers) and its ended ones."
+    import psutil
+    import resource
+    kids = 0.0
+    for p in psutil.Process().children(recursive=True):
+        try: t = p.cpu_times(); kids += t.user + t.system
+        except psutil.Error: pass  # ended meanwhile: counted below once reaped
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + kids + r.ru_utime + r.ru_stime
+
 def _scalars(d: dict) -> dict:
     "`d` with every value a tracker takes (a number, string or flag); others (lists, dicts, None) as JSON."
     return {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in d.items()}
@@ -350,24 +385,27 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
     if precision == 'fp16' and not on_gpu:
         raise TdaError("mixed_precision 'fp16' needs a GPU; use 'bf16' on the CPU, 'auto', or 'no'.")
     AcceleratorState._reset_state()  # a notebook may train several runs with different precision in one process
+    if on_gpu and cfg.cudnn_benchmark: torch.backends.cudnn.benchmark = True
     out, trackers = run_dir(cfg), log_trackers(cfg.log_with)
     os.environ.update(slurm_process_env())  # a task of `srun --ntasks N`: its rank in Accelerate's process group
     # without CUDA, `cpu=True` is what makes Accelerate join the processes of a launch on the CPU (gloo)
     acc = Accelerator(mixed_precision=precision, cpu=not on_gpu, dynamo_backend='inductor' if cfg.compile else 'no',
                       dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
-                                                                data_seed=cfg.seed),
+                                                                data_seed=cfg.seed, non_blocking=on_gpu),
                       log_with=trackers or None, project_dir=str(out/'logs') if trackers else None)
     n_proc = acc.num_processes
     if acc.device.type == 'cpu' and cfg.cache_cpu_memory: cache_cpu_memory()
-    for name, b in (('batch_size', cfg.batch_size), ('eval_batch_size', cfg.eval_batch_size)):
-        if b % n_proc:
-            raise TdaError(f"{name} {b} is not divisible by the {n_proc} processes; each takes an equal slice.")
+    cfg, notes = for_processes(cfg, n_proc)  # batches every process takes an equal slice of; what run.json records
+    for note in notes if acc.is_main_process else []: print(f"tda: {note}", file=sys.stderr)
     set_seed(cfg.seed)
     data, ds, model, model_args = _build(cfg)
     identity = data_identity(ds['train'], data)
     held.enter_context(_lock_run(out, acc))
     ck = _prepare_dir(out, cfg, *resume_after_requeue(out, resume, overwrite), identity, acc)
-    if cfg.sync_batchnorm and n_proc > 1 and acc.device.type == 'cuda':
+    if cfg.sync_batchnorm and n_proc > 1 and acc.device.type != 'cuda' and acc.is_main_process:
+        print("tda: sync_batchnorm has no effect on the CPU (PyTorch's SyncBatchNorm needs GPUs): each process takes "
+              "its batch-norm statistics over its slice", file=sys.stderr)
+    if cfg.sync_batchnorm and n_proc > 1 and acc.device.type == 'cuda':  # off by default, as the authors trained
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # (PyTorch has no SyncBatchNorm on the CPU)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(cfg, model)
@@ -391,7 +429,8 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
     if main and ck is None:
         write_json(out/'run.json', run_record(cfg.to_dict(), seed=cfg.seed, job='train', data_file=str(data),
                                               data=identity, processes=n_proc, device=str(acc.device),
-                                              mixed_precision=precision))
+                                              mixed_precision=precision, notes=notes,
+                                              loader_workers=loader_workers(ds['train'], cfg)))
     if main and ck is not None:  # a kill between last.pt and best.pt left best.pt an epoch behind: make it again
         save_checkpoint(ckdir/'best.pt', {**base, 'epoch': best['epoch'], 'val': best['val']}, model=best_state)
     if trackers: acc.init_trackers('train', config=_scalars(cfg.to_dict()))  # into <run>/logs/train
@@ -403,10 +442,14 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
             break
         set_seed((cfg.seed * 1000 + epoch) % 2**32)  # NumPy takes seeds below 2**32
         train_dl.set_epoch(epoch)
+        # a dataset that draws its augmentation per sample from (seed, epoch, index) (ImageFolder): the same draws on
+        # any number of processes and workers, and after a resume
+        if hasattr(ds['train'], 'set_epoch'): ds['train'].set_epoch(epoch, cfg.seed, n_proc)
+        replaced0 = ds['train'].replaced() if hasattr(ds['train'], 'replaced') else 0
         lr = lr_at(cfg, epoch)
         for g in optimizer.param_groups: g['lr'] = lr
         model.train()
-        t0, c0, tot_n = time.time(), time.process_time(), 0  # wall and CPU time of this process
+        t0, c0, tot_n = time.time(), _cpu_seconds(), 0  # wall and CPU time of this process and its loader workers
         tot_loss, tot_correct = torch.zeros((), device=acc.device), torch.zeros((), device=acc.device)
         bar = tqdm(train_dl, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", disable=not (main and cfg.progress),
                    leave=False)
@@ -438,9 +481,10 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
             classify = 'logits' in out_ and batch[cfg.target].dim() == 1  # multi-label targets have no accuracy
             if classify: tot_correct += (out_['logits'].detach().argmax(1) == batch[cfg.target]).sum()
             if main and cfg.progress and step % 10 == 0: bar.set_postfix(loss=f"{loss.item():.3f}")
-        train_time, cpu_time = time.time() - t0, time.process_time() - c0
-        sums = acc.reduce(torch.stack([tot_loss, tot_correct.float(),
-                                       torch.tensor(float(tot_n), device=acc.device)]), 'sum')
+        train_time, cpu_time = time.time() - t0, _cpu_seconds() - c0
+        replaced = (ds['train'].replaced() if hasattr(ds['train'], 'replaced') else 0) - replaced0
+        sums = acc.reduce(torch.stack([tot_loss, tot_correct.float(), torch.tensor(float(tot_n), device=acc.device),
+                                       torch.tensor(float(replaced), device=acc.device)]), 'sum')
         if bn_dl is not None:  # the statistics evaluation reads, from the weights of now (see precise_bn)
             with acc.autocast():
                 precise_bn(acc.unwrap_model(model), (_channels_last(prep(_to(b, acc.device)), cfg.channels_last)
@@ -452,8 +496,10 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
                **{f"val_{k}": v for k, v in val.items() if not isinstance(v, list)},
                'train_seconds': round(train_time, 3),
                'train_samples_per_s': round(float(sums[2]) / train_time, 2),
-               'train_cpu_seconds': round(cpu_time, 3),  # this process's CPU time: its share of a shared machine
-               'train_samples_per_cpu_s': round(float(tot_n) / max(cpu_time, 1e-9), 2)}
+               # the CPU time of this process and of its DataLoader workers: its share of a shared machine
+               'train_cpu_seconds': round(cpu_time, 3),
+               'train_samples_per_cpu_s': round(float(tot_n) / max(cpu_time, 1e-9), 2),
+               **({'train_replaced': int(sums[3])} if hasattr(ds['train'], 'replaced') else {})}
         history.append(row)
         if trackers: acc.log({k: v for k, v in row.items() if k != 'epoch'}, step=epoch + 1)
         state = {k: v.detach().cpu().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
@@ -471,8 +517,9 @@ def _train(config, resume: bool, overwrite: bool, held: contextlib.ExitStack) ->
         if main:  # the epoch line, also with progress bars off
             extra = ''.join(f" {k} {v:.4f}" for k, v in (('acc', row.get('train_accuracy')),) if v is not None)
             tps = f" tps {val['tps']:.4f}" if 'tps' in val else ''
+            bad = f" | {row['train_replaced']} unreadable images replaced" if row.get('train_replaced') else ''
             tqdm.write(f"{cfg.model} epoch {epoch + 1}: train loss {row['train_loss']:.4f}{extra} | "
-                       f"val {score_name} {val[score_name]:.4f}{tps} | {train_time:.1f} s")
+                       f"val {score_name} {val[score_name]:.4f}{tps} | {train_time:.1f} s{bad}")
         acc.wait_for_everyone()
     else:
         stopped = stopped or f"reached {cfg.epochs} epochs"

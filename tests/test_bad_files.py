@@ -323,3 +323,32 @@ def test_a_path_that_is_no_file_is_named_for_what_it_is(mref, tmp_path, train_cf
         msg = one_error(r, x, says, alone=False)
         assert 'corrupt' not in msg and 'overwrite' not in msg and 'generate' not in msg, msg
     assert not (tmp_path/'run').exists()
+
+
+def test_data_check_finds_every_bad_image_file(tmp_path):
+    """`tda data check FOLDER`: the header check of the index finds an empty file and an HTML page under a JPEG's name;
+    `--decode` also finds a truncated JPEG; CMYK, greyscale, 16-bit and a PNG under a JPEG's name are good files.
+    Any bad file: the list on stdout, one error line, exit status 2."""
+    from PIL import Image
+    root = tmp_path/'folder'
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 16, 3), np.uint8)
+    for split in ('train', 'val'):
+        for c in ('a', 'b'): (root/split/c).mkdir(parents=True)
+        Image.fromarray(rgb).save(root/split/'a'/'rgb.jpg')
+        Image.fromarray(rgb).convert('CMYK').save(root/split/'a'/'cmyk.jpg')
+        Image.fromarray(rgb[..., 0]).save(root/split/'b'/'grey.jpg')
+        Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(root/split/'b'/'deep.png')
+        Image.fromarray(rgb).save(root/split/'b'/'png.JPEG', format='PNG')
+    r = tda('data', 'check', root, '--decode', '--workers', '2')
+    assert r.returncode == 0 and 'every file\'s header and data read, all good' in r.stdout, r.stderr
+    assert f"{root/'train'}: 5 images in 2 classes, 0 bad" in r.stdout, r.stdout
+    (root/'train'/'a'/'empty.jpg').write_bytes(b'')
+    (root/'train'/'b'/'page.JPEG').write_text('<html>404</html>')
+    jpeg = (root/'val'/'a'/'rgb.jpg').read_bytes()
+    (root/'val'/'a'/'cut.jpg').write_bytes(jpeg[:len(jpeg) // 2])
+    r = tda('data', 'check', root, '--quiet')
+    one_error(r, '2 file(s) of', 'cannot be used (listed above)', alone=False)
+    assert 'train/a/empty.jpg: empty (0 bytes)' in r.stdout and "train/b/page.JPEG: not an image" in r.stdout
+    r = tda('data', 'check', root, '--decode', '--quiet')
+    one_error(r, '3 file(s) of', alone=False)
+    assert 'val/a/cut.jpg: UnidentifiedImageError: cannot identify image file' in r.stdout, r.stdout  # cut in its header

@@ -120,3 +120,111 @@ def test_gpu_bf16(datasets, tmp_path):
     res = train(TrainConfig(model='hattnet_ctx', data=str(datasets['mref']), epochs=1, batch_size=40, mixed_precision='bf16',
                             out_dir=str(tmp_path/'gpu'), progress=False))
     assert torch.cuda.is_available() and res['test']['n'] > 0 and 0 <= res['test']['accuracy'] <= 1
+
+
+# ---- an ImageFolder of real JPEGs: the ImageNet path at 32 px ----
+
+@pytest.fixture(scope='module')
+def jpegs(tmp_path_factory):
+    """A tiny ImageFolder of real JPEGs: MNIST digits 0-3 on coloured backgrounds, 32 px; train 8 per class, val and
+    test 3 per class; one training JPEG truncated (its header is right, its data is not)."""
+    import numpy as np
+    from PIL import Image
+    from tda.data.mnist import load_mnist
+    m, rng = load_mnist('test'), np.random.default_rng(3)
+    root = tmp_path_factory.mktemp('jpegs')/'digits'
+    taken = {c: list(np.flatnonzero(m.labels == c)[:14]) for c in range(4)}
+    for split, n in (('train', 8), ('val', 3), ('test', 3)):
+        for c in range(4):
+            (root/split/str(c)).mkdir(parents=True)
+            for k in range(n):
+                digit = m.images[taken[c].pop()].astype(float)[..., None] / 255
+                bg, ink = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+                img = (bg * (1 - digit) + ink * digit).astype(np.uint8)
+                Image.fromarray(img).resize((32, 32), Image.BILINEAR).save(root/split/str(c)/f"{k}.jpg", quality=90)
+    cut = root/'train'/'2'/'5.jpg'
+    cut.write_bytes(cut.read_bytes()[:300])
+    return root
+
+
+@pytest.fixture
+def folder_config(tmp_path, jpegs):
+    "The TDAN preset on the JPEG folder: merged dataset_args, 3 short epochs, an evaluation batch 2 processes cannot split."
+    cfg = {'preset': 'jaiswal2022', 'model': 'resnet18_tdjoint_t2_m1', 'data': str(jpegs),
+           'dataset_args': {'size': 32, 'crop_pct': 1.0, 'max_bad_fraction': 0.1},
+           'epochs': 3, 'warmup_epochs': 1, 'cooldown_epochs': 1, 'batch_size': 8, 'eval_batch_size': 7,
+           'num_workers': 1, 'progress': False}
+    p = tmp_path/'folder.yaml'
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def history(d): return json.loads((d/'metrics.json').read_text())
+
+
+def test_folder_run_killed_mid_epoch_resumes_to_the_same_metrics(folder_config, tmp_path, jpegs):
+    """A truncated JPEG is replaced, named and counted every epoch; the preset's augmentation is kept under a
+    dataset_args of the config; SIGKILL in epoch 2 (at the warning that names the bad file in that epoch) and --resume
+    give the metrics of the uninterrupted run (each sample's augmentation drawn from (seed, epoch, sample) in the
+    loader worker, not from the worker's own random state, which a restart resets)."""
+    import signal
+    full = tda_train(folder_config, '--set', f'out_dir={tmp_path/"full"}')
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert full.stderr.count('train/2/5.jpg failed to decode') == 3, full.stderr  # once per epoch, named
+    rec = json.loads((tmp_path/'full'/'run.json').read_text())
+    assert rec['config']['dataset_args'] == {'augment': 'tdan', 'size': 32, 'erasing_mode': 'pixel',
+                                             'interpolation': 'random', 'crop_pct': 1.0, 'max_bad_fraction': 0.1}
+    assert rec['config']['optimizer_args'] == {'nesterov': True} and rec['loader_workers'] == 1
+    h = history(tmp_path/'full')
+    assert [r['train_replaced'] for r in h] == [1, 1, 1] and all(r['train_cpu_seconds'] > 0 for r in h)
+    p = subprocess.Popen([sys.executable, '-m', 'tda.cli', 'train', str(folder_config), '--set',
+                          f'out_dir={tmp_path/"cut"}'], stderr=subprocess.PIPE, text=True)
+    seen = 0
+    for line in p.stderr:
+        seen += 'train/2/5.jpg failed to decode' in line
+        if seen == 2: break  # in epoch 2
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    from tda.checkpoint import load_checkpoint
+    assert seen == 2 and load_checkpoint(tmp_path/'cut'/'checkpoints'/'last.pt')[0]['epoch'] == 0  # mid-epoch 2
+    again = tda_train(folder_config, '--set', f'out_dir={tmp_path/"cut"}', '--resume')
+    assert again.returncode == 0, again.stderr[-3000:]
+    for a, b in zip(h, history(tmp_path/'cut'), strict=True):  # the same process, the same sums: only timings differ
+        for k in ('lr', 'train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'train_replaced'):
+            assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), (k, a[k], b[k])
+    assert results(tmp_path/'cut')['test'] == pytest.approx(results(tmp_path/'full')['test'], rel=1e-6, abs=1e-9)
+
+
+def test_folder_on_two_processes(folder_config, tmp_path):
+    """Two processes (gloo) with the same global batch: an evaluation batch they cannot split (7) is rounded with a
+    note, not refused; both see every sample once (the index read, not built again), with the same augmentation draws
+    (drawn per sample) and the same replaced file. Batch norm takes its statistics over each process's slice (off by
+    default, as the authors trained), so the weights differ from one process's; the same checkpoint evaluated on two
+    processes gives the one-process test metrics, up to the order of the sums."""
+    args = ['--set', 'epochs=1', '--set', 'cooldown_epochs=0', '--set', 'warmup_epochs=0']
+    one = tda_train(folder_config, '--set', f'out_dir={tmp_path/"one"}', *args)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = launch(2, folder_config, '--set', f'out_dir={tmp_path/"two"}', *args)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert 'eval_batch_size 7 does not split over 2 processes: using 6 (3 per process' in two.stderr, two.stderr
+    assert two.stderr.count('indexing') == 0  # the folder was indexed already (by the first run)
+    assert one.stderr.count('replaced by train/') == two.stderr.count('replaced by train/') == 1
+    assert one.stderr.split('replaced by ')[1].split()[0] == two.stderr.split('replaced by ')[1].split()[0]
+    r1, r2 = results(tmp_path/'one'), results(tmp_path/'two')
+    assert (r1['processes'], r2['processes'], r2['config']['eval_batch_size']) == (1, 2, 6)
+    assert r1['test']['n'] == r2['test']['n'] == 12 and r1['data_identity'] == r2['data_identity']
+    assert history(tmp_path/'one')[0]['train_replaced'] == history(tmp_path/'two')[0]['train_replaced'] == 1
+    ev = launch(2, folder_config, '--set', f'out_dir={tmp_path/"one"}', *args, '--resume')
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    again = results(tmp_path/'one')
+    assert again['processes'] == 2
+    for k in ('n', 'accuracy', 'loss'):
+        assert again['test'][k] == pytest.approx(r1['test'][k], rel=1e-5, abs=1e-6), k
+
+
+def test_too_many_bad_files_stop_with_one_line(folder_config, tmp_path):
+    r = tda_train(folder_config, '--set', f'out_dir={tmp_path/"strict"}', '--set',
+                  'dataset_args={max_bad_fraction: 0.01}')
+    errors = [line for line in r.stderr.splitlines() if line.startswith('tda: error: ')]
+    assert r.returncode == 2 and len(errors) == 1 and 'Traceback' not in r.stderr, r.stderr[-3000:]
+    assert 'train/2/5.jpg' in errors[0] and 'more than max_bad_fraction 0.01 of 32' in errors[0], errors

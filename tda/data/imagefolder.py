@@ -7,8 +7,11 @@ Docs: https://tda-developers.github.io/tda/data.imagefolder.html.md"""
 # %% ../../nbs/01_data.imagefolder.ipynb #4fa45e9f
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +22,11 @@ from tqdm.auto import tqdm
 
 from ..core import DATASETS, TdaError, atomic_path, run_record
 from .files import h5_errors, open_mref
+from .folder_index import folder_index
 
 # %% auto #0
-__all__ = ['MEAN', 'STD', 'AUGMENTATIONS', 'eval_transform', 'train_transform', 'eval_geometry', 'ImageFolderDataset',
-           'mref_crops', 'ensure_crops']
+__all__ = ['MEAN', 'STD', 'AUGMENTATIONS', 'INTERPOLATIONS', 'ERASING_MODES', 'eval_transform', 'train_transform',
+           'eval_geometry', 'load_rgb', 'ImageFolderDataset', 'mref_crops', 'ensure_crops', 'check_images']
 
 # %% ../../nbs/01_data.imagefolder.ipynb #edaa4a12
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -35,16 +39,35 @@ def eval_transform(size: int, crop_pct: float = 0.875):
 
 AUGMENTATIONS = ('none', 'tdan', 'resnet', 'cifar')
 
-def train_transform(size: int, augment: str = 'tdan', crop_scale=(0.08, 1.0), flip: bool = True):
+INTERPOLATIONS, ERASING_MODES = ('bicubic', 'bilinear', 'random'), ('const', 'pixel')
+
+def _random_interpolation_crop(size, scale):
+    "RandomResizedCrop with bilinear or bicubic interpolation drawn per image (timm's 'random'), from torch's RNG."
+    from torchvision import transforms as T
+    from torchvision.transforms import functional as TF
+    class RandomInterpolationResizedCrop(T.RandomResizedCrop):
+        def forward(self, img):
+            modes = (T.InterpolationMode.BILINEAR, T.InterpolationMode.BICUBIC)
+            box = self.get_params(img, self.scale, self.ratio)
+            return TF.resized_crop(img, *box, self.size, modes[int(torch.randint(2, ()))], antialias=True)
+    return RandomInterpolationResizedCrop(size, scale=tuple(scale))
+
+def train_transform(size: int, augment: str = 'tdan', crop_scale=(0.08, 1.0), flip: bool = True,
+                    interpolation: str = 'bicubic', erasing_mode: str = 'const'):
     "Training augmentation `augment` (see above) at `size` px."
     from torchvision import transforms as T
     if augment not in AUGMENTATIONS[1:]: raise TdaError(f"augment must be one of {AUGMENTATIONS}, not {augment!r}.")
+    if interpolation not in INTERPOLATIONS:
+        raise TdaError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}.")
+    if erasing_mode not in ERASING_MODES:
+        raise TdaError(f"erasing_mode must be one of {ERASING_MODES}, not {erasing_mode!r}.")
     f = [T.RandomHorizontalFlip()] if flip else []
     if augment == 'cifar': return T.Compose([T.RandomCrop(size, padding=4), *f, T.ToTensor(), T.Normalize(MEAN, STD)])
-    crop = T.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=T.InterpolationMode.BICUBIC)
+    crop = (_random_interpolation_crop(size, crop_scale) if interpolation == 'random' else
+            T.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=T.InterpolationMode(interpolation)))
     if augment == 'resnet': return T.Compose([crop, *f, T.ToTensor(), T.Normalize(MEAN, STD)])
     return T.Compose([crop, *f, T.ColorJitter(0.4, 0.4, 0.4), T.ToTensor(), T.Normalize(MEAN, STD),
-                      T.RandomErasing(p=0.5)])
+                      T.RandomErasing(p=0.5, value='random' if erasing_mode == 'pixel' else 0)])
 
 def eval_geometry(width: int, height: int, size: int, crop_pct: float = 0.875) -> tuple[float, float, float]:
     "Scale and (x, y) offset that `eval_transform` applies to a width x height image: x' = x * scale - dx."
@@ -55,40 +78,136 @@ def eval_geometry(width: int, height: int, size: int, crop_pct: float = 0.875) -
     return scale, round((w - size) / 2.0), round((h - size) / 2.0)
 
 # %% ../../nbs/01_data.imagefolder.ipynb #325f8a43
+_SLOTS = 1024  # the failure counters of workers 0..1023 (more workers share slots), and one for the process itself
+
+def _main_of_node() -> bool:
+    "Whether this process builds indexes: the main process of its node (or the only process)."
+    from accelerate.state import PartialState
+    return not PartialState._shared_state or PartialState().is_local_main_process
+
+def load_rgb(path) -> Image.Image:
+    """The image file `path` decoded whole (a truncated file raises) as 8-bit RGB: greyscale, palette and CMYK
+    converted, an alpha channel dropped, 16-bit greyscale scaled to 8 bits (PIL's `convert` would clip it to white)."""
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I'):
+            a = np.asarray(im).astype(np.int64)
+            return Image.fromarray((np.clip(a, 0, 65535) >> 8).astype(np.uint8), 'L').convert('RGB')
+        return im.convert('RGB') if im.mode != 'RGB' else im.copy()
+
 @DATASETS.register('imagefolder')
+def _load_u8(path) -> torch.Tensor:
+    """The image as uint8 RGB (3, H, W) for the fast path: torchvision.io's decoder, and `load_rgb` (PIL) for what it
+    cannot read (a 16-bit PNG, say); a file neither decodes raises PIL's error, so the sample is replaced."""
+    from tda.data.fastload import read_rgb
+    try: return read_rgb(path)
+    except TdaError: return torch.from_numpy(np.asarray(load_rgb(path))).permute(2, 0, 1).contiguous()
+
 class ImageFolderDataset(Dataset):
     "One split of an ImageFolder-style dataset, as the trainer takes it."
+    decodes = True  # it decodes files: the trainer gives it DataLoader workers (tda.train.loader_workers)
+
     def __init__(self, path, split: str = 'train', size: int = 224, augment: str = 'none', crop_pct: float = 0.875,
                  crop_scale=(0.08, 1.0), flip: bool = True, splits: dict | None = None, in_memory: bool = False,
-                 pipeline: str = 'pil'):
-        from torchvision.datasets import ImageFolder
+                 interpolation: str = 'bicubic', erasing_mode: str = 'const', max_bad_fraction: float = 0.001,
+                 progress: bool = True, pipeline: str = 'pil'):
         self.root, self.split, self.size, self.crop_pct = Path(path), split, size, crop_pct
         folder = self.root/(splits or {}).get(split, split)
         if not folder.is_dir():
             raise TdaError(f"{folder} is not a folder; an ImageFolder dataset has <path>/<split>/<class>/<image> "
                            f"(map a split to another folder with dataset_args splits, e.g. {{test: val}}).")
         if augment not in AUGMENTATIONS: raise TdaError(f"augment must be one of {AUGMENTATIONS}, not {augment!r}.")
-        tf = train_transform(size, augment, crop_scale,
-                             flip) if augment != 'none' and split == 'train' else eval_transform(size, crop_pct)
-        loader = {}
-        if pipeline == 'fast':  # uint8 crops here; flip, jitter, normalising, erasing on the device (batch_transform)
-            from tda.data.fastload import fast_transforms, read_rgb
-            tf, self.batch_transform = fast_transforms(size, augment if split == 'train' else 'none', crop_pct,
-                                                       crop_scale, flip)
-            loader = {'loader': read_rgb}
+        if not 0 <= max_bad_fraction <= 1:
+            raise TdaError(f"max_bad_fraction must be in [0, 1], not {max_bad_fraction}.")
+        self.augmented = augment != 'none' and split == 'train'
+        self.transform = (train_transform(size, augment, crop_scale, flip, interpolation, erasing_mode)
+                          if self.augmented else eval_transform(size, crop_pct))
+        self._load = load_rgb
+        if pipeline == 'fast':  # uint8 crops here; flip, jitter, normalising, pixel-mode erasing on the device
+            from tda.data.fastload import fast_transforms
+            self.transform, self.batch_transform = fast_transforms(
+                size, augment if self.augmented else 'none', crop_pct, crop_scale, flip, interpolation)
+            self._load = _load_u8
         elif pipeline != 'pil': raise TdaError(f"pipeline must be 'pil' or 'fast', not {pipeline!r}.")
-        self.folder = ImageFolder(str(folder), transform=tf, **loader)
-        self.classes = self.folder.classes
+        # every split folder of the run in one index, scanned once (by the main process of a launch, see tda.train)
+        self.folder, self.max_bad_fraction = folder.name, max_bad_fraction
+        self.folders = [f for s in ('train', 'val', 'test') if (self.root/(f := (splits or {}).get(s, s))).is_dir()]
+        self.index = folder_index(self.root, list(dict.fromkeys([*self.folders, self.folder])), progress=progress,
+                                  build=_main_of_node())
+        self.classes, self.labels = self.index.classes(self.folder), self.index.labels(self.folder)
+        first = self.folders[0] if self.folders else self.folder
+        if first != self.folder and self.index.classes(first) != self.classes:
+            extra = sorted(set(self.classes) ^ set(self.index.classes(first)))
+            raise TdaError(f"{folder} and {self.root/first} have other class folders ({', '.join(extra[:5])} in one "
+                           f"only): the labels would mean other classes; give every split the same class folders.")
+        if bad := self.index.bad(self.folder):
+            print(f"tda: {len(bad)} file(s) of {folder} are no images and are left out (the first: {bad[0][0]}, "
+                  f"{bad[0][1]}); `tda data check {self.root}` lists them all", file=sys.stderr)
+        # shared with the DataLoader workers: (epoch, seed, processes) and, per sample, whether it failed to decode
+        self._epoch = torch.tensor([0, 0, 1], dtype=torch.int64).share_memory_()
+        self._failed = torch.zeros(len(self.labels), dtype=torch.uint8).share_memory_()
+        self._hits = torch.zeros(_SLOTS + 1, dtype=torch.int64).share_memory_()  # failures, one slot per worker
         ann = self.root/'annotations.json'
         self.annotations = json.loads(ann.read_text())['splits'].get(folder.name, {}) if ann.is_file() else {}
 
-    def __len__(self): return len(self.folder)
+    def __len__(self): return len(self.labels)
+
+    def identity(self) -> dict:
+        "What identifies the run's data: the images of the train, val and test folders, from the index (no file read)."
+        return self.index.identity(self.folders)
+
+    def set_epoch(self, epoch: int, seed: int | None = None, processes: int | None = None):
+        """The epoch and seed each sample's augmentation is drawn from (in every worker), and the launch's processes;
+        a seed or count not given stays (Accelerate's loader calls `set_epoch(epoch)` alone on one process)."""
+        _, s, p = self._epoch.tolist()
+        self._epoch.copy_(torch.tensor([epoch, s if seed is None else seed, p if processes is None else processes]))
+
+    def replaced(self) -> int:
+        "How many samples this process (with its workers) replaced because their file failed to decode, so far."
+        return int(self._hits.sum())
 
     def __getitem__(self, i):
-        x, y = self.folder[i]
-        return {'image': x, 'label': y, 'index': i}
+        i = int(i)
+        epoch, seed, _ = self._epoch.tolist()
+        j = i
+        for attempt in range(1, 11):
+            try:
+                img = self._load(self.root/self.index.relpath(self.folder, j))
+                break
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+                j = self._replace(i, j, attempt, e, epoch, seed)
+        else:
+            raise TdaError(f"10 files of {self.root/self.folder} in a row failed to decode; check them with "
+                           f"`tda data check {self.root} --decode`.")
+        if self.augmented:  # drawn from (seed, epoch, sample): the same on any number of processes and workers
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(((seed * 1_000_003 + epoch) * 10_000_019 + j) % 2**63)
+                x = self.transform(img)
+        else: x = self.transform(img)
+        return {'image': x, 'label': int(self.labels[j]), 'index': j}
 
-    def _key(self, i): return Path(self.folder.samples[i][0]).relative_to(self.root).as_posix()
+    def _replace(self, i, j, attempt, e, epoch, seed) -> int:
+        "Count and name the file of sample `j` that failed, stop if too many did, and draw the sample to use instead."
+        from torch.utils.data import get_worker_info
+        w = get_worker_info()
+        self._failed[j] = 1
+        self._hits[w.id % _SLOTS if w is not None else _SLOTS] += 1
+        rel = self.index.relpath(self.folder, j)
+        failed = int(self._failed.sum())
+        if failed > self.max_bad_fraction * len(self):
+            raise TdaError(f"{failed} images of {self.root/self.folder} failed to decode (the last: {rel}: "
+                           f"{' '.join(str(e).split())}), more than max_bad_fraction {self.max_bad_fraction} of "
+                           f"{len(self)}; find them with `tda data check {self.root} --decode`, remove or replace "
+                           f"them, or raise dataset_args max_bad_fraction.")
+        g = torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 10_000_019 + i) * 16 + attempt)
+        k = int(torch.randint(max(1, len(self) - 1), (), generator=g))
+        k += k >= j and len(self) > 1  # another sample than the one that failed
+        print(f"tda: warning: {rel} failed to decode ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
+              f"sample {i} of epoch {epoch + 1} replaced by {self.index.relpath(self.folder, k)}", file=sys.stderr,
+              flush=True)
+        return k
+
+    def _key(self, i): return self.index.relpath(self.folder, i)
 
     def boxes(self, i) -> np.ndarray:
         "Ground-truth boxes (K, 4) of item i, (x0, y0, x1, y1) in pixels of the evaluated image."
@@ -166,3 +285,39 @@ def ensure_crops(size: str = 'smoke', image_size: int = 64, progress: bool = Tru
     src = ensure_dataset('mref', size, progress=progress)
     root = src.with_name(f'{src.stem}_crops{image_size}')
     return root if (root/'annotations.json').is_file() else mref_crops(src, root, size=image_size, progress=progress)
+
+# %% ../../nbs/01_data.imagefolder.ipynb #b7a1e0d4
+def _decodes(path) -> str | None:
+    "Why the image file `path` cannot be decoded; None if it can."
+    try: load_rgb(path)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        return f"{type(e).__name__}: {' '.join(str(e).split())}"
+    return None
+
+def check_images(root, folders=None, decode: bool = False, workers: int | None = None, reindex: bool = False,
+                 progress: bool = True) -> dict:
+    """Index (or read the index of) the split `folders` of ImageFolder `root` (default: those of train, val and test
+    present) and, with `decode`, decode every image on `workers` processes. Returns {folder: {'images', 'classes',
+    'bad': [(relative path, what is wrong)]}}: files that are no image by their header, and files that fail to
+    decode."""
+    import multiprocessing as mp
+    from tda.data.folder_index import build_index, folder_index
+    root = Path(root)
+    if not root.is_dir():
+        raise TdaError(f"{root} is not a folder; give the root of an ImageFolder (<root>/<split>/<class>/<image>).")
+    folders = folders or [f for f in ('train', 'val', 'test') if (root/f).is_dir()]
+    if not folders: raise TdaError(f"{root} has no train, val or test folder; name the split folders to check.")
+    if reindex: build_index(root, folders, progress=progress)
+    ix = folder_index(root, folders, progress=progress)
+    out = {f: {'images': len(ix.labels(f)), 'classes': len(ix.classes(f)), 'bad': [tuple(b) for b in ix.bad(f)]}
+           for f in folders}
+    if decode:
+        paths = [(f, ix.relpath(f, i)) for f in folders for i in range(len(ix.labels(f)))]
+        n = workers or max(1, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)
+        with mp.get_context('spawn' if n > 1 else None).Pool(n) if n > 1 else contextlib.nullcontext() as pool:
+            files = [root/r for _, r in paths]
+            it = pool.imap(_decodes, files, chunksize=64) if pool is not None else map(_decodes, files)
+            for (f, r), why in zip(paths, tqdm(it, total=len(paths), desc=f"decoding {root.name}", unit='img',
+                                                disable=not progress)):
+                if why is not None: out[f]['bad'].append((r, why))
+    return out
