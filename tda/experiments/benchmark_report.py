@@ -15,12 +15,13 @@ import numpy as np
 
 from ..core import TdaError, atomic_path, run_record, write_json
 from .benchmark import LABELS, label
-
+from .claims import detectable_effect, holm, paired_test, predicted_effect, verdict
 
 # %% auto #0
-__all__ = ['CLAIMS', 'TABLE_COLUMNS', 'finished_summaries', 'record_name', 'kept_records', 'compare', 'claims_table',
-           'summary_table', 'maps_table', 'claims_markdown', 'headline_table', 'claims_brief', 'plot_accuracy_cost',
-           'plot_localisation', 'plot_resolution', 'plot_samples', 'plot_curves', 'benchmark_report', 'rows_from_csv']
+__all__ = ['CLAIMS', 'PREDICTIONS', 'TABLE_COLUMNS', 'finished_summaries', 'record_name', 'kept_records', 'compare',
+           'claims_table', 'summary_table', 'maps_table', 'claims_markdown', 'headline_table', 'claims_brief',
+           'plot_accuracy_cost', 'plot_localisation', 'plot_resolution', 'plot_samples', 'plot_curves',
+           'benchmark_report', 'rows_from_csv']
 
 # %% ../../nbs/05e_experiments.benchmark_report.ipynb #1f04e57e
 def finished_summaries(root) -> list[dict]:
@@ -55,20 +56,12 @@ def kept_records(out) -> dict[str, dict]:
     return kept
 
 # %% ../../nbs/05e_experiments.benchmark_report.ipynb #aff160e4
-def compare(a, b, higher: bool = True) -> dict:
-    "Means, sds and seeds of `a` and `b`, the difference a - b, its standard error and the verdict on 'a beats b'."
+def compare(a, b) -> dict:
+    "Means, sample sds and numbers of seeds of the values `a` and `b`: the description of a comparison (no test)."
     a, b = np.asarray(a, float), np.asarray(b, float)
     sd = lambda v: float(v.std(ddof=1)) if len(v) > 1 else float('nan')
-    diff = float(a.mean() - b.mean()) if len(a) and len(b) else float('nan')
-    se = math.sqrt(sd(a) ** 2 / len(a) + sd(b) ** 2 / len(b)) if len(a) > 1 and len(b) > 1 else float('nan')
-    sign = 1 if higher else -1
-    if math.isnan(se): verdict = 'too few seeds to tell'
-    elif sign * diff > 2 * se: verdict = 'holds'
-    elif sign * diff < -2 * se: verdict = 'does not hold (reversed)'
-    else: verdict = "does not hold (within the seeds' spread)"
-    return {'a_mean': float(a.mean()) if len(a) else float('nan'), 'a_sd': sd(a), 'a_n': len(a),
-            'b_mean': float(b.mean()) if len(b) else float('nan'), 'b_sd': sd(b), 'b_n': len(b),
-            'diff': diff, 'se': se, 'verdict': verdict}
+    mean = lambda v: float(v.mean()) if len(v) else float('nan')
+    return {'a_mean': mean(a), 'a_sd': sd(a), 'a_n': len(a), 'b_mean': mean(b), 'b_sd': sd(b), 'b_n': len(b)}
 
 # %% ../../nbs/05e_experiments.benchmark_report.ipynb #f4f4e15d
 _TD = ('resnet18_tdjoint_t2_m1', 'resnet18_tdtop_t2_m1')
@@ -98,17 +91,63 @@ CLAIMS = [  # (paper, claim, [(a, b)], metric, how the data tests it)
      'top-1 of TDAF with 3 flows against 2, and 2 against one (ResNet-18)'),
 ]
 
-def claims_table(rows: list[dict]) -> list[dict]:
-    "Every claim of `CLAIMS` on every difficulty of `rows` (run summaries), where both its models have finished runs."
-    out = []
+_T1 = 'TDAN (arXiv:2111.13470) Table 1, ImageNet-V1 top-1 of ResNet-50: '
+PREDICTIONS = {  # (a, b, metric): (the paper's accuracy of b, of a, in %; where)
+    ('resnet18_tdjoint_t2_m1', 'resnet18', 'top1'): (76.02, 77.41, _T1 + 'ResNet 76.02, TDjoint(t=2, m=1) 77.41'),
+    ('resnet18_tdtop_t2_m1', 'resnet18', 'top1'): (76.02, 77.36, _T1 + 'ResNet 76.02, TDtop(t=2, m=1) 77.36'),
+    ('resnet18_tdjoint_t2_m1', 'resnet18_se', 'top1'): (76.77, 77.41, _T1 + 'SE 76.77, TDjoint(t=2, m=1) 77.41'),
+    ('resnet18_tdjoint_t2_m1', 'resnet18_cbam', 'top1'): (77.12, 77.41, _T1 + 'CBAM 77.12, TDjoint(t=2, m=1) 77.41'),
+    ('resnet18_tdjoint_t2_m1', 'resnet18_eca', 'top1'): (76.86, 77.41, _T1 + 'ECA 76.86, TDjoint(t=2, m=1) 77.41'),
+    ('resnet18_tdaf_anar3_f3', 'resnet18', 'top1'):
+        (93.62, 94.13, 'TDAF (arXiv:2012.07248) Table 2, CIFAR-10 accuracy of ResNet-50: no attention 93.62, ANAR-3 '
+                       '(3 flows) 94.13'),
+    ('resnet18_tdaf_anar3_f3', 'resnet18_tdaf_anar3_f2', 'top1'):
+        (75.5, 75.9, 'TDAF (arXiv:2012.07248) Table 3a, ImageNet top-1 of VGG16 with ANAR-5: 2 flows 75.5, 3 flows '
+                     '75.9'),
+}
+
+# %% ../../nbs/05e_experiments.benchmark_report.ipynb #73cc96d2
+def _paired(c: dict, tests: dict, adjusted: dict, family: int, alpha: float, power: float) -> dict:
+    "The test, verdict and detectable effect of comparison `c` within its family (points: 100 x the metric)."
+    key = (c['a'], c['b'], c['metric'])
+    if key not in tests:
+        nan = float('nan')
+        return {'n': len(set(c['_a']) & set(c['_b'])), 'diff': nan, 'low': nan, 'high': nan, 'p': nan,
+                'adjusted_p': nan, 'family': family, 'detectable': nan, 'predicted': None, 'prediction': None,
+                'verdict': 'too few seeds to tell'}
+    t, adj = tests[key], adjusted[key]
+    paper = PREDICTIONS.get(key)
+    predicted = predicted_effect(paper[0], paper[1], min(c['b_mean'], 99.99)) if paper else None
+    if predicted is not None and predicted > 0: v = verdict(t, adj, predicted, alpha)['verdict']
+    else: v = 'holds' if adj < alpha and t['diff'] > 0 else 'undecided'  # no paper number: never refuted
+    mde = detectable_effect(t['n'], t['sd'], alpha, power, family) if t['sd'] > 0 else 0.0
+    return {'n': t['n'], 'diff': t['diff'], 'low': t['low'], 'high': t['high'], 'p': t['p'], 'adjusted_p': adj,
+            'family': family, 'detectable': mde, 'predicted': predicted, 'prediction': paper[2] if paper else None,
+            'verdict': v}
+
+def claims_table(rows: list[dict], alpha: float = 0.05, power: float = 0.8) -> list[dict]:
+    """Every claim of `CLAIMS` on every difficulty of `rows` (run summaries) where both its models have finished runs:
+    both models' means and sds (points), the paired test, Holm over the difficulty's family, the verdict."""
+    found = []
     for paper, claim, pairs, metric, how in CLAIMS:
         for d in sorted({r['difficulty'] for r in rows}):
-            vals = lambda m: [r[metric] for r in rows if r['model'] == m and r['difficulty'] == d and metric in r]
+            vals = lambda m: {r['seed']: 100 * r[metric] for r in rows
+                              if r['model'] == m and r['difficulty'] == d and metric in r}
             for a, b in pairs:
-                if vals(a) and vals(b):
-                    out.append({'paper': paper, 'claim': claim, 'difficulty': d, 'a': a, 'b': b, 'metric': metric,
-                                'test': how, **compare(vals(a), vals(b)), **_cost_ratio(rows, a, b, d)})
-    return out
+                va, vb = vals(a), vals(b)
+                if va and vb:
+                    found.append({'paper': paper, 'claim': claim, 'difficulty': d, 'a': a, 'b': b, 'metric': metric,
+                                  'test': how, **compare(list(va.values()), list(vb.values())),
+                                  **_cost_ratio(rows, a, b, d), '_a': va, '_b': vb})
+    out = []
+    for d in sorted({c['difficulty'] for c in found}):
+        cs = [c for c in found if c['difficulty'] == d]
+        family = list(dict.fromkeys((c['a'], c['b'], c['metric']) for c in cs if len(set(c['_a']) & set(c['_b'])) > 1))
+        first = {k: next(c for c in cs if (c['a'], c['b'], c['metric']) == k) for k in family}
+        tests = {k: paired_test(first[k]['_a'], first[k]['_b']) for k in family}
+        adjusted = dict(zip(family, holm([tests[k]['p'] for k in family]))) if family else {}
+        for c in cs: c.update(_paired(c, tests, adjusted, len(family), alpha, power))
+    return [{k: v for k, v in c.items() if not k.startswith('_')} for c in found]
 
 def _cost_ratio(rows, a, b, difficulty) -> dict:
     "The extra cost of model `a` over model `b`: parameters, multiply-adds and latency, as ratios of the means."
@@ -161,20 +200,33 @@ def maps_table(rows: list[dict]) -> str:
 
 def _mean_sd(mean: float, sd: float, n: int) -> str:
     "mean ± sd (n), the sd left out below two seeds."
-    return f"{mean:.4f}" + (f" ± {sd:.4f}" if n > 1 else '') + f" ({n})"
+    return f"{mean:.2f}" + (f" ± {sd:.2f}" if n > 1 else '') + f" ({n})"
+
+def _points(v: float, digits: int = 2) -> str:
+    "A number of points, signed, or a dash where there is none."
+    return '–' if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.{digits}f}"
+
+def _detectable(v: float) -> str:
+    "The smallest detectable difference in points; beyond 100 points no difference could be detected."
+    return '–' if math.isnan(v) else '>100' if v > 100 else f"{v:.2f}"
 
 def claims_markdown(claims: list[dict]) -> str:
-    "The claims table as markdown: the claim, the test, both models' mean ± sd (seeds), the difference, the verdict."
-    lines = ['| paper | claim | difficulty | test | a | b | a | b | a - b (± se) | extra params, MACs, latency '
-             '| verdict |',
-             '|---' * 11 + '|']
+    """The claims table as markdown: the claim, the test, both models' mean ± sd (seeds), the paired difference with
+    its 95% interval, p and its Holm-adjusted value, the smallest detectable and the predicted difference, the cost,
+    the verdict (points: 100 x the metric)."""
+    lines = ['| paper | claim | difficulty | test | a | b | a | b | a - b, paired (95% interval) | p (Holm, family) '
+             '| detectable | predicted | extra params, MACs, latency | verdict |',
+             '|---' * 14 + '|']
     for c in claims:
-        ms = lambda p: _mean_sd(c[f'{p}_mean'], c[f'{p}_sd'], c[f'{p}_n'])
+        ms = lambda p: _mean_sd(c[f'{p}_mean'], c[f'{p}_sd'], c[f'{p}_n']).replace('.0000', '.00')
         cost = f"×{c['params_ratio']:.2f}, ×{c['mmacs_ratio']:.2f}, ×{c['latency_ms_ratio']:.2f}"
-        se = '' if math.isnan(c['se']) else f" (± {c['se']:.4f})"
+        ci = '' if math.isnan(c['diff']) else f" ({c['low']:+.2f} to {c['high']:+.2f}; {c['n']} seeds)"
+        p = '–' if math.isnan(c['p']) else f"{c['p']:.3f} ({c['adjusted_p']:.3f}, {c['family']})"
+        det = _detectable(c['detectable'])
+        pred = 'none' if c['predicted'] is None else f"{c['predicted']:+.2f}"
         lines.append(f"| {c['paper']} | {c['claim']} | {c['difficulty']} | {c['test']} | {label(c['a'])} | "
-                     f"{label(c['b'])} | {ms('a')} | {ms('b')} | {c['diff']:+.4f}{se} | {cost} | "
-                     f"**{c['verdict']}** |")
+                     f"{label(c['b'])} | {ms('a')} | {ms('b')} | {_points(c['diff'])}{ci} | {p} | {det} | {pred} | "
+                     f"{cost} | **{c['verdict']}** |")
     return '\n'.join(lines) + '\n'
 
 # %% ../../nbs/05e_experiments.benchmark_report.ipynb #b8c9d0e1
@@ -194,8 +246,8 @@ def headline_table(rows: list[dict]) -> str:
     return '\n'.join(lines) + '\n'
 
 def claims_brief(claims: list[dict]) -> str:
-    """The claims table in brief, one line per claim and test: per difficulty, how many of its comparisons hold, and
-    each difference a - b in points ± its standard error."""
+    """The claims table in brief, one line per claim and test: per difficulty, the verdicts of its comparisons, each
+    difference a - b in points with its 95% interval, and the smallest difference the seeds could detect."""
     ds = sorted({c['difficulty'] for c in claims})
     keys = list(dict.fromkeys((c['paper'], c['claim'], c['test']) for c in claims))
     lines = ['| paper | claim | test | ' + ' | '.join(ds) + ' |', '|---' * (len(ds) + 3) + '|']
@@ -203,12 +255,12 @@ def claims_brief(claims: list[dict]) -> str:
         cells = []
         for d in ds:
             cs = [c for c in claims if (c['paper'], c['claim'], c['test'], c['difficulty']) == (paper, claim, test, d)]
-            held = sum(c['verdict'] == 'holds' for c in cs)
-            diffs = ', '.join(f"{100 * c['diff']:+.1f}" + ('' if math.isnan(c['se']) else f" ± {100 * c['se']:.1f}")
+            counts = {v: sum(c['verdict'] == v for c in cs) for v in dict.fromkeys(c['verdict'] for c in cs)}
+            verdict = next(iter(counts)) if len(counts) == 1 else ', '.join(f"{v} {n}" for v, n in counts.items())
+            diffs = '; '.join('–' if math.isnan(c['diff']) else f"{c['diff']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
                               for c in cs)
-            verdict = ('too few seeds' if any(math.isnan(c['se']) for c in cs) else
-                       'holds' if held == len(cs) else 'does not hold' if not held else f"holds {held} of {len(cs)}")
-            cells.append(f"**{verdict}** ({diffs})" if cs else '')
+            det = ', '.join(_detectable(c['detectable']) for c in cs if not math.isnan(c['detectable']))
+            cells.append(f"**{verdict}** ({diffs}{'; detectable ' + det if det else ''})" if cs else '')
         lines.append(f"| {paper} | {claim} | {test} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
