@@ -19,8 +19,8 @@ import yaml
 
 import tda
 from .core import TdaError, find_file, get_settings, read_yaml, resolve_path, run_record, write_json
-from .data.files import SIZES, VARIANTS, MREFParams, data_format, mref_info, mref_params, verify_mref
-from .data.moving_digits import CLIP_FORMAT, make_moving_digits, moving_digits_info, verify_moving_digits
+from .data.files import SIZES, VARIANTS, MREFParams, data_format, mref_info, mref_params, verify_data
+from .data.moving_digits import CLIP_FORMAT, make_moving_digits, moving_digits_info
 from .data.mref import dataset_path, generate_mref
 
 # %% auto #0
@@ -143,7 +143,7 @@ def cmd_info(a):
     fmt = data_format(file)
     clips = fmt == CLIP_FORMAT
     info = moving_digits_info(file) if clips else mref_info(file)
-    if a.check: info['check'] = verify_moving_digits(file) if clips else verify_mref(file)
+    if a.check: info['check'] = verify_data(file)  # the check training runs before its first step
     if a.json:
         print(json.dumps(info, indent=2))
         return

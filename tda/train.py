@@ -289,8 +289,10 @@ def data_loader(ds, batch_size, train, cfg):
                       drop_last=train, **kw)
 
 def _check_data(cfg: TrainConfig, ds: dict, data: Path):
-    """The data checked whole before the first step: no split is empty, and it is the variant the config names (each
-    split's tables were checked when it was opened, see `tda.data.files.open_mref`)."""
+    """The data checked whole before the first step: no split is empty, it is the variant the config names, and a file
+    of ours passes the full check of `tda data info --check` (`tda.data.files.verify_data`: every chunk read, every
+    invariant, a digit without pixels included)."""
+    from tda.data.files import verify_data  # the check of `tda data info --check`
     if empty := [s for s, d in ds.items() if len(d) == 0]:
         raise TdaError(f"{data} has no samples in its {' and '.join(empty)} split; training needs all three: make the "
                        f"file again with samples in every split.")
@@ -299,6 +301,7 @@ def _check_data(cfg: TrainConfig, ds: dict, data: Path):
         have = f"{str(got).upper()} data" if got else f"{cfg.dataset} data, which has no variant"
         raise TdaError(f"{data} holds {have}, but the config expects variant {cfg.variant!r}; give the "
                        f"{cfg.variant} file as data, or change variant.")
+    verify_data(data)
 
 def _dry_run(cfg: TrainConfig, ds, model):
     """One forward pass and loss on a two-sample batch before anything is written: config fields that do not fit the

@@ -352,3 +352,44 @@ def test_data_check_finds_every_bad_image_file(tmp_path):
     r = tda('data', 'check', root, '--decode', '--quiet')
     one_error(r, '3 file(s) of', alone=False)
     assert 'val/a/cut.jpg: UnidentifiedImageError: cannot identify image file' in r.stdout, r.stdout  # cut in its header
+
+
+def erase_digit(split, image, slot):
+    "The digit `slot` of `image` made background (black, instance 0): its tables still name it, so opening passes."
+    def change(f):
+        inst, img = f[f'{split}/instances'][image], f[f'{split}/images'][image]
+        img[inst == slot] = 0
+        inst[inst == slot] = 0
+        f[f'{split}/images'][image], f[f'{split}/instances'][image] = img, inst
+    return change
+
+
+def pixel_outside_box(split, image, slot):
+    "One background pixel outside the box of digit `slot` of `image` marked as that digit's."
+    def change(f):
+        box = next(r['box'] for r in f[f'{split}/digits'][()] if r['image'] == image and r['slot'] == slot)
+        inst = f[f'{split}/instances'][image]
+        free = inst == 0
+        free[box[0]:box[2], box[1]:box[3]] = False
+        y, x = np.argwhere(free)[0]
+        inst[y, x] = slot
+        f[f'{split}/instances'][image] = inst
+    return change
+
+
+@pytest.mark.parametrize('damage, says', [
+    (erase_digit('train', 2, 1), 'image 2 of the train split has digit 1 with no pixels'),
+    (pixel_outside_box('val', 1, 2), 'image 1 of the val split has digit 2 with pixels outside its box'),
+    ('chunk', 'reading image 5 of the train split failed'),
+], ids=['digit_without_pixels', 'pixels_outside_box', 'corrupt_chunk'])
+def test_training_and_the_check_refuse_the_same_files(mref, train_cfg, tmp_path, damage, says):
+    """A file that `tda data info --check` refuses, training refuses before it writes anything, with the same words
+    (both run `tda.data.files.verify_data`); before, training let a digit without pixels through, which generator 1.0
+    wrote (issue 37), and met a corrupt chunk only when it read it."""
+    fn = zero_chunk(mref, 'train/images', 5) if damage == 'chunk' else edit(mref, damage)
+    assert tda('data', 'info', fn).returncode == 0  # the tables are in order: opening passes
+    check = one_error(tda('data', 'info', '--check', fn), fn, says, 'tda data generate --variant mref', '--overwrite')
+    # read from the file (not in memory): the pixels are first read by the check, not by the dataset's constructor
+    train = one_error(tda('train', train_cfg, '--set', f'data={fn}', '--set', 'dataset_args={}'), alone=False)
+    assert train == check
+    assert not (tmp_path/'run').exists() and not (tmp_path/'.run.lock').exists()

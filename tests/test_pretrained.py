@@ -27,7 +27,11 @@ def test_the_package_ships_the_table1_models():
     assert SHIPPED <= set(CARDS), f"missing shipped weights: {sorted(SHIPPED - set(CARDS))}"
     for (m, d), card in CARDS.items():
         assert card['data']['variant'] == d and card['model'] == m
-        assert card['data']['generator_version'] == GENERATOR_VERSION, "regenerate the weights with this generator"
+        # the card's test figures are of data of this generator (`data`: what the weights were trained on, which may be
+        # an earlier generator's; `test_measured.data`: what the card's test was measured on, by remeasure_cards)
+        measured = card.get('test_measured', {}).get('data', card['data'])
+        assert measured['generator_version'] == GENERATOR_VERSION, \
+            f"{m}-{d}: measure its card again on a file of this generator (tda.experiments.table1.remeasure_cards)"
         assert card['test']['n'] > 5000 and 0 <= card['test']['tps'] <= 1
         assert card['git'] and card['versions']['torch'] and card['epochs_run'] >= card['best_epoch'] > 0
 

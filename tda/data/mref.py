@@ -42,7 +42,7 @@ _all_ = ['FORMAT', 'VARIANTS', 'SPLITS', 'PALETTE', 'SIZES', 'DIGIT_DTYPE', 'QUE
          'mref_info', 'verify_mref']
 
 # %% ../../nbs/01_data.mref.ipynb #10ae699d
-GENERATOR_VERSION = '1.0'
+GENERATOR_VERSION = '1.1'  # 1.1: no digit without pixels in its mask (1.0 wrote a few)
 #: Natural photographs of the built-in MBG pool: (package, file inside its data folder).
 BUILTIN_BACKGROUNDS = (
     ('skimage', 'astronaut.png'), ('skimage', 'brick.png'), ('skimage', 'camera.png'), ('skimage', 'chelsea.png'),
@@ -131,14 +131,19 @@ def _add_distractors(rng, canvas, p: MREFParams, mnist):
         canvas[y:y+z, x:x+z] += (a.astype(np.float32) * (1 / 255))[..., None] * rgb[j]
     np.clip(canvas, 0, 255, out=canvas)
 
-def _place_batch(rngs, S: np.ndarray, act, p: MREFParams) -> list:
+_MASK_ALPHA = 128  # a pixel is in a digit's mask (the instance map) where the digit's alpha is >= this: alpha/255 > 0.5
+
+def _place_batch(rngs, S: np.ndarray, act, p: MREFParams, glyphs) -> list:
     """Rejection-sample a scale and a position for one digit on canvases `act` of a batch.
 
     For each canvas (`S[i]`, the summed-area table of its ink so far) up to `max_redraws` scales with
     `max_tries` positions each are drawn from its own generator, and the first position in drawing
-    order whose box holds no ink is taken: the sequential rejection loop's answer. All positions of
-    all canvases are tested in one step against the summed-area tables (a box's ink count is four
-    look-ups). Returns, per canvas, (scale, size, y, x) or None."""
+    order whose box holds no ink is taken: the sequential rejection loop's answer. A scale at which
+    the digit (`glyphs[i]`, its 28x28 MNIST image) keeps no pixel in the mask is rejected like a scale
+    with no free position: a thin digit shrunk to 14-16 px can have no pixel with alpha >= 128, and its
+    question would ask about nothing. All positions of all canvases are tested in one step against the
+    summed-area tables (a box's ink count is four look-ups). Returns, per canvas, (scale, size, y, x,
+    the resized digit) or None."""
     B, (H, W), R, T = len(rngs), p.canvas, p.max_redraws, p.max_tries
     u = np.stack([r.random(R * (2 * T + 1)) for r in rngs])
     lo, hi = p.scale
@@ -153,15 +158,16 @@ def _place_batch(rngs, S: np.ndarray, act, p: MREFParams) -> list:
     Sf = S.reshape(-1)
     ink = Sf.take(i00 + z * (Wp + 1)) - Sf.take(i00 + z) - Sf.take(i00 + z * Wp) + Sf.take(i00)
     ok = (ink == 0) & fits[:, :, None]
-    ok = ok.reshape(B, R * T)
-    first = ok.argmax(1)
     res = []
-    for i, f in enumerate(first):
-        if not ok[i, f]:
-            res.append(None)
-            continue
-        r, t = divmod(int(f), T)
-        res.append((float(scales[i, r]), int(z[i, r, 0]), int(ys[i, r, t]), int(xs[i, r, t])))
+    for i, free in enumerate(ok.any(2)):
+        placed = None
+        for r in np.flatnonzero(free):  # the scales with a free position, in drawing order
+            g = _resize(glyphs[i], int(z[i, r, 0]))
+            if g.max() >= _MASK_ALPHA:  # else no pixel of this digit would be in the mask: the next scale
+                t = int(ok[i, r].argmax())
+                placed = (float(scales[i, r]), int(z[i, r, 0]), int(ys[i, r, t]), int(xs[i, r, t]), g)
+                break
+        res.append(placed)
     return res
 
 def _attempt(rng, p: MREFParams, mnist, by_class, bg_files):
@@ -183,7 +189,7 @@ def _attempt(rng, p: MREFParams, mnist, by_class, bg_files):
 def _composite(a: dict, alpha, owner):
     """The canvas and its instance map. The inks of the digits are disjoint (a digit's box never
     holds earlier ink), so blending every inked pixel once is the same as blending digit by digit."""
-    inst = np.where(alpha >= 128, owner, np.uint8(0))  # alpha/255 > 0.5
+    inst = np.where(alpha >= _MASK_ALPHA, owner, np.uint8(0))
     bg, rgb = a['bg'], a['rgb']
     if bg is None:  # black: the blend is rgb * alpha/255, one look-up per pixel
         lut = np.arange(256, dtype=np.float32)[None, :, None] * np.float32(1 / 255) * rgb[:, None, :]
@@ -222,13 +228,13 @@ def make_images(rngs, p: MREFParams, mnist, by_class, bg_files=None) -> list:
         for k in range(1, max(a['n'] for a in att) + 1):
             act = [j for j, a in enumerate(att) if a['n'] >= k and not failed[j]]
             if not act: break
-            for j, placed in zip(act, _place_batch([rngs[todo[j]] for j in act], S, act, p)):
+            glyphs = [mnist.images[att[j]['idx'][k-1]] for j in act]
+            for j, placed in zip(act, _place_batch([rngs[todo[j]] for j in act], S, act, p, glyphs)):
                 if placed is None:
                     failed[j] = True
                     continue
-                scale, size, y, x = placed
+                scale, size, y, x, g = placed
                 a = att[j]
-                g = _resize(mnist.images[a['idx'][k-1]], size)
                 alpha[j, y:y+size, x:x+size] = g      # the box held no ink before
                 owner[j, y:y+size, x:x+size] = (g > 0) * np.uint8(k)
                 _add_ink(S[j], g > 0, y, x)
@@ -373,8 +379,12 @@ def ensure_dataset(variant: str, size: str, seed: int = 0, workers: int | None =
     fn = dataset_path(variant, size, seed)
     with writer_lock(fn, 'dataset file', wait=True):
         if fn.exists():
-            if mref_info(fn)['params'] != params.to_dict():
-                raise TdaError(f"{fn} exists but was made with other parameters; delete it or regenerate it with "
+            info = mref_info(fn)
+            why = ('with other parameters' if info['params'] != params.to_dict() else
+                   f"by generator {info['generator_version']} (this is {GENERATOR_VERSION})"
+                   if info['generator_version'] != GENERATOR_VERSION else None)
+            if why:
+                raise TdaError(f"{fn} exists but was made {why}; delete it or regenerate it with "
                                f"`tda data generate --variant {variant} --size {size} --seed {seed} --out {fn} "
                                "--overwrite`.")
             return fn.resolve()

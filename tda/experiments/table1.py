@@ -380,14 +380,19 @@ def unfinished_run(run, progress: bool = False) -> dict:
 # %% ../../nbs/05a_experiments.table1.ipynb #76096735
 def remeasure_cards(files: dict, folder=None, progress: bool = False) -> list[Path]:
     """Measure again, with today's metrics, the test metrics of every card in `folder` (default: the package's) whose
-    dataset is in `files` (variant -> the file the weights were trained on), and rewrite the cards' `test`."""
+    dataset is in `files` (variant -> the file the weights were trained on, or that file made again from the same
+    recipe by another generator version), and rewrite the cards' `test`; the card's `data` (what the weights were
+    trained on) stays, the data measured on is named in `test_measured`."""
     folder, done = Path(folder) if folder else WEIGHTS_DIR, []
     identity = {}  # one file's identity, hashed once for all its cards
     for (m, d), card in pretrained_cards(folder).items():
         if d not in files: continue
         fn = Path(files[d])
         if fn not in identity: identity[fn] = MREFDataset(fn, 'test').identity()
-        if identity[fn]['content_sha256'] != card['data']['content_sha256']:
+        got, was = identity[fn], card['data']
+        remade = all(got[k] == was[k] for k in ('format', 'variant', 'seed', 'params_sha256')) and \
+            got['generator_version'] != was['generator_version']  # the same recipe, another generator
+        if got['content_sha256'] != was['content_sha256'] and not remade:
             raise TdaError(f"{fn} is not the data the card {m}-{d}.json was trained on (its content differs); give the "
                            f"file named on the card ({card['data']['file']}, seed {card['data']['seed']}), regenerated "
                            f"with `tda data generate` if need be.")
@@ -396,7 +401,8 @@ def remeasure_cards(files: dict, folder=None, progress: bool = False) -> list[Pa
         rec = run_record({'files': {d: str(fn)}})
         new = {**{k: v for k, v in card.items() if k != 'weights'}, 'test': {k: res[k] for k in keep if k in res},
                'test_measured': {'created': rec['created'], 'git': rec['git'], 'tda': rec['versions'].get('tda'),
-                                 'file': fn.name, 'previous': card['test']}}
+                                 'file': fn.name, 'previous': card['test'],
+                                 'data': {k: got[k] for k in ('generator_version', 'content_sha256', 'images_sha256')}}}
         write_json(folder/f"{m}-{d}.json", new, overwrite=True)
         done.append(folder/f"{m}-{d}.json")
     return done
