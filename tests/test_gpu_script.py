@@ -12,9 +12,10 @@ from conftest import REPO
 SCRIPT = REPO/'bench'/'gpu_table1.sh'
 
 
-def run(args, cwd, **kw):
+def run(args, cwd, script=SCRIPT, **kw):
+    "One of the GPU scripts of bench/ (gpu_table1.sh unless `script`), with this interpreter as its Python."
     env = {**os.environ, 'PYTHON': sys.executable}
-    return subprocess.run(['bash', str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, **kw)
+    return subprocess.run(['bash', str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, **kw)
 
 
 @pytest.mark.timeout(1200)
@@ -50,9 +51,7 @@ def test_refusals(tmp_path):
 IMAGENET = REPO/'bench'/'gpu_imagenet.sh'
 
 
-def run_imagenet(args, cwd, **kw):
-    env = {**os.environ, 'PYTHON': sys.executable}
-    return subprocess.run(['bash', str(IMAGENET), *args], cwd=cwd, env=env, capture_output=True, text=True, **kw)
+def run_imagenet(args, cwd, **kw): return run(args, cwd, IMAGENET, **kw)
 
 
 @pytest.mark.timeout(900)
