@@ -76,7 +76,13 @@ class ImageFolderDataset(Dataset):
             tf, self.batch_transform = fast_transforms(size, augment if split == 'train' else 'none', crop_pct,
                                                        crop_scale, flip)
             loader = {'loader': read_rgb}
-        elif pipeline != 'pil': raise TdaError(f"pipeline must be 'pil' or 'fast', not {pipeline!r}.")
+        elif pipeline == 'device':  # the files' bytes here; decoding on the device too (tda.data.fastload)
+            from functools import partial
+            from tda.data.fastload import device_transforms, encoded_batch, read_encoded
+            tf, self.batch_transform = device_transforms(size, augment if split == 'train' else 'none', crop_pct,
+                                                         crop_scale, flip)
+            loader, self.batch = {'loader': read_encoded}, partial(encoded_batch, self)  # lists: the trainer's ds.batch
+        elif pipeline != 'pil': raise TdaError(f"pipeline must be 'pil', 'fast' or 'device', not {pipeline!r}.")
         self.folder = ImageFolder(str(folder), transform=tf, **loader)
         self.classes = self.folder.classes
         ann = self.root/'annotations.json'
