@@ -195,7 +195,7 @@ def _decode_one(data, path, device, stats):
     try: img = decode_image(data, mode=ImageReadMode.RGB)
     except RuntimeError as e:
         raise TdaError(f"{path} could not be decoded as an image ({' '.join(str(e).split())[:200]}); replace or "
-                       f"remove the file (tda data check <folder> --decode finds them all).") from None
+                       f"remove the file.") from None
     stats['cpu_fallback'] = stats.get('cpu_fallback', 0) + 1
     return img.to(device, non_blocking=True)
 
