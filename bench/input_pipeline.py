@@ -13,7 +13,8 @@ One thread, one process, each path over the same files (`tda.data.fastload.image
   from the header (PIL), draw the crop box, collate a list (`tda.data.fastload.encoded_batch`); and reading alone;
 - `device decode, device part run on the CPU`: `DeviceDecode` on batches of 64 files: `decode_jpeg(list)`, crop and
   antialiased resize, stack, `BatchAugment`. Run here on the CPU, the decoding is in this row (libjpeg-turbo): on a GPU
-  it is nvJPEG's, and only a GPU run (bench/gpu_imagenet.sh, feed `fast-gpu-decode`) shows that figure;
+  it is nvJPEG's (which may still spend CPU time in the training process on Huffman decoding), and only a GPU run
+  (bench/gpu_imagenet.sh, feed `fast-gpu-decode`) shows that figure;
 - the evaluation paths (`eval_transform` against `CenterCropU8` + normalisation, and the `device` pipeline's);
 - start-up: torchvision's ImageFolder scan of the training folder (per file).
 
