@@ -95,3 +95,15 @@ def test_the_files_of_a_batch_go_where_the_trainer_moves_the_batch(imnet):
     ds = ImageFolderDataset(imnet, 'val', size=32, pipeline='device')
     moved = _to(ds.batch([0, 1]), 'meta')
     assert moved['image'].device.type == 'meta' and moved['label'].device.type == 'meta'
+
+
+@pytest.mark.timeout(120)
+def test_loader_workers_hand_over_the_files_bytes(imnet):
+    # a worker sends its samples through shared memory: the bytes must be in memory a worker can share (a file-backed
+    # tensor, as torchvision.io.read_file gives, fails there and the loader waits for ever)
+    from types import SimpleNamespace
+    from tda.train import data_loader
+    ds = ImageFolderDataset(imnet, 'train', size=32, augment='tdan', pipeline='device')
+    batches = list(data_loader(ds, 8, True, SimpleNamespace(num_workers=1, seed=0)))
+    assert len(batches) == 3 and all(len(b['image']) == 8 for b in batches)
+    assert ds.batch_transform(batches[0]['image']).shape == (8, 3, 32, 32)

@@ -180,13 +180,13 @@ class EncodedImages:
 def read_encoded(path) -> EncodedImages:
     "The image file `path`, still encoded, with its (H, W) from its header."
     from PIL import Image, UnidentifiedImageError
-    data = read_file(str(path))
+    raw = Path(path).read_bytes()  # (read_file's tensor is file-backed: a loader worker could not send it)
     try:
-        with Image.open(io.BytesIO(data.numpy())) as im: w, h = im.size
+        with Image.open(io.BytesIO(raw)) as im: w, h = im.size
     except (UnidentifiedImageError, OSError) as e:
         raise TdaError(f"{path} is not an image file ({' '.join(str(e).split())[:200]}); replace or remove the "
                        f"file.") from None
-    return EncodedImages([data], [str(path)], [(h, w)])
+    return EncodedImages([torch.frombuffer(bytearray(raw), dtype=torch.uint8)], [str(path)], [(h, w)])
 
 # %% ../../nbs/01_data.fastload.ipynb #2d03a1d8
 def _decode_one(data, path, device, stats):
