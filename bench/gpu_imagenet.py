@@ -1,11 +1,14 @@
 """Training images/s of the ImageNet models on one device: the compute ceiling and the two input pipelines.
 
 For each model, precision (AMP bf16 / fp16) and compile setting, timed SGD steps (channels_last, cross-entropy,
-`cudnn.benchmark`) fed three ways:
+`cudnn.benchmark`) fed four ways:
 - `ceiling`: one batch of float tensors already on the device, reused every step (no input pipeline at all);
 - `fast`: JPEGs through `ImageFolderDataset(pipeline='fast', augment='tdan')` (uint8 decode and crop in
   `--workers` loader processes, pinned memory), `tda.data.fastload.Prefetcher` copying the next batch and running
   `BatchAugment` on a side stream;
+- `fast-gpu-decode`: JPEGs through `ImageFolderDataset(pipeline='device', augment='tdan')`: the loader processes only
+  read the files' bytes and draw the crop boxes (`tda.data.fastload.collate_encoded`), and the `Prefetcher`'s side
+  stream decodes the batch with nvJPEG (`decode_jpeg(list, device='cuda')`), crops, resizes and runs `BatchAugment`;
 - `pil`: JPEGs through today's `pipeline='pil'` `tdan` transform in the same number of workers, copied to the device.
 Peak device memory per setting. Written by bench/gpu_imagenet.sh (see there); `--device cpu` is its dry run.
 """
@@ -71,7 +74,8 @@ def main(argv=None):
     p.add_argument('--models', nargs='+', default=['resnet50', 'resnet50_tdjoint_t2_m1', 'resnet50_tdaf_anar3_f3'])
     p.add_argument('--precisions', nargs='+', default=['bf16', 'fp16'])
     p.add_argument('--compile', nargs='+', default=['off', 'on'], choices=['off', 'on'])
-    p.add_argument('--feeds', nargs='+', default=['ceiling', 'fast', 'pil'], choices=['ceiling', 'fast', 'pil'])
+    feeds = ['ceiling', 'fast', 'fast-gpu-decode', 'pil']
+    p.add_argument('--feeds', nargs='+', default=feeds, choices=feeds)
     p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--size', type=int, default=224)
     p.add_argument('--steps', type=int, default=30)
@@ -80,19 +84,21 @@ def main(argv=None):
     p.add_argument('--out', required=True)
     a = p.parse_args(argv)
     from torch.utils.data import DataLoader
-    from tda.data.fastload import Prefetcher
+    from tda.data.fastload import Prefetcher, collate_encoded
     from tda.data.imagefolder import ImageFolderDataset
     from tda.models.factory import create_model
     dev = torch.device(a.device)
     if dev.type == 'cuda': torch.backends.cudnn.benchmark = True
-    ds = {f: ImageFolderDataset(a.data, 'train', size=a.size, augment='tdan', pipeline=f) for f in ('fast', 'pil')
+    pipelines = {'fast': 'fast', 'fast-gpu-decode': 'device', 'pil': 'pil'}  # feed -> the dataset's pipeline
+    ds = {f: ImageFolderDataset(a.data, 'train', size=a.size, augment='tdan', pipeline=pl) for f, pl in pipelines.items()
           if f in a.feeds}
     n_classes = len(next(iter(ds.values())).classes) if ds else 1000
 
     def loader(f):
         return DataLoader(ds[f], batch_size=a.batch_size, shuffle=True, drop_last=True, num_workers=a.workers,
                           pin_memory=dev.type == 'cuda', persistent_workers=a.workers > 0,
-                          prefetch_factor=4 if a.workers else None)
+                          prefetch_factor=4 if a.workers else None,
+                          **({'collate_fn': collate_encoded} if f == 'fast-gpu-decode' else {}))
 
     def feed(f):
         if f == 'ceiling':
@@ -100,8 +106,8 @@ def main(argv=None):
             y = torch.randint(0, n_classes, (a.batch_size,), device=dev)
             while True: yield x, y
         while True:  # epochs, as long as the timing needs
-            if f == 'fast':
-                for b in Prefetcher(loader('fast'), dev, ds['fast'].batch_transform):
+            if f in ('fast', 'fast-gpu-decode'):  # decoded on the device too for fast-gpu-decode
+                for b in Prefetcher(loader(f), dev, ds[f].batch_transform):
                     yield b['image'].contiguous(memory_format=torch.channels_last), b['label']
             else:
                 for b in loader('pil'):
@@ -127,7 +133,7 @@ def main(argv=None):
                              peak_memory_gib=round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
                              if dev.type == 'cuda' else None)
                     rows.append(r)
-                    print(f"{name:26s} {prec} compile {comp:3s} {f:7s} {r['images_per_s']:8.1f} images/s"
+                    print(f"{name:26s} {prec} compile {comp:3s} {f:15s} {r['images_per_s']:8.1f} images/s"
                           + (f"  peak {r['peak_memory_gib']} GiB" if r['peak_memory_gib'] is not None else ''),
                           flush=True)
     for r in rows:  # each feed against the ceiling of its setting

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # ImageNet training throughput on one GPU (issue 34, section 6): ResNet-50, resnet50_tdjoint_t2_m1 (TDAN) and
 # resnet50_tdaf_anar3_f3 (TDAF, ANAR-3, 3 flows), each in AMP bf16 and fp16, channels_last, with and without
-# torch.compile, fed three ways: tensors already on the device (the compute ceiling), the fast input pipeline from
+# torch.compile, fed four ways: tensors already on the device (the compute ceiling), the fast input pipeline from
 # JPEG (`pipeline: fast`: uint8 decode + crop in the loader workers, flip/jitter/normalise/erase batched on the GPU,
-# the copy overlapped by tda.data.fastload.Prefetcher), and today's PIL `tdan` transform; images/s, the fraction of
-# the ceiling, peak memory, beside NVIDIA's published ResNet-50 figure for the card class (where we have one).
+# the copy overlapped by tda.data.fastload.Prefetcher), the same with the decoding on the GPU too
+# (`fast-gpu-decode`, `pipeline: device`: the workers read bytes, nvJPEG decodes the batch), and today's PIL `tdan`
+# transform; images/s, the fraction of the ceiling, peak memory, beside NVIDIA's published ResNet-50 figure for the
+# card class (where we have one).
 #
 #   bench/gpu_imagenet.sh                       # on a machine with one CUDA GPU; an ImageNet-shaped folder made here
 #   bench/gpu_imagenet.sh --data /data/imagenet # a real ImageNet folder (train/<class>/*.JPEG)
@@ -28,7 +30,7 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift ;;
     --workers) workers=$2; shift ;;
     --overwrite) overwrite=1 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_imagenet.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

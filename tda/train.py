@@ -58,7 +58,9 @@ _all_ = ['PRESETS', 'TrainConfig', 'lr_at', 'log_trackers', 'cross_entropy', 'mo
 
 # %% ../nbs/04d_train.ipynb #b0bc9a58
 def _to(batch: dict, device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    # tensors, and what moves as one (the 'device' pipeline's EncodedImages: `.to` names where it is decoded)
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) or hasattr(v, 'to') else v)
+            for k, v in batch.items()}
 
 
 def _channels_last(batch: dict, on: bool) -> dict:

@@ -66,11 +66,11 @@ def test_imagenet_dry_run_measures_every_feed(tmp_path):
     d = json.loads(out.read_text())
     got = {(x['model'], x['precision'], x['feed']) for x in d['rows']}
     assert got == {(m, p, f) for m in ('resnet18', 'resnet18_tdjoint_t2_m1', 'resnet18_tdaf_anar3_f3')
-                   for p in ('bf16', 'fp16') for f in ('ceiling', 'fast', 'pil')}
+                   for p in ('bf16', 'fp16') for f in ('ceiling', 'fast', 'fast-gpu-decode', 'pil')}
     assert all('error' not in x and x['images_per_s'] > 0 and x['loss_finite'] for x in d['rows']), d['rows']
     assert all(x['of_ceiling'] == 1.0 for x in d['rows'] if x['feed'] == 'ceiling')
     assert d['run']['device'] and (work/'imagenet_shaped'/'imagenet_shaped.json').is_file()
-    assert r.stdout.count('| resnet18') == 18
+    assert r.stdout.count('| resnet18') == 24
     again = run_imagenet(['--dry-run', '--work', str(work), '--out', str(out)], cwd=tmp_path)
     assert again.returncode == 2 and 'exists; pass --overwrite' in again.stderr
 

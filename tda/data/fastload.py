@@ -7,11 +7,12 @@ Docs: https://tda-developers.github.io/tda/data.fastload.html.md"""
 # %% ../../nbs/01_data.fastload.ipynb #a0687a75
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import torch
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 from torchvision.transforms import InterpolationMode, RandomResizedCrop
 from torchvision.transforms.v2 import functional as F
 
@@ -19,7 +20,8 @@ from ..core import TdaError
 
 # %% auto #0
 __all__ = ['MEAN', 'STD', 'read_rgb', 'RandomResizedCropU8', 'CenterCropU8', 'color_jitter', 'BatchAugment', 'Prefetcher',
-           'fast_transforms', 'imagenet_shaped']
+           'fast_transforms', 'EncodedImages', 'read_encoded', 'decode_encoded', 'DeviceDecode', 'DrawCrop',
+           'collate_encoded', 'encoded_batch', 'device_transforms', 'imagenet_shaped']
 
 # %% ../../nbs/01_data.fastload.ipynb #e443f157
 def read_rgb(path) -> torch.Tensor:
@@ -39,10 +41,15 @@ class RandomResizedCropU8:
             raise TdaError(f"interpolation must be 'bilinear', 'bicubic' or 'random', not {interpolation!r}.")
         self.size, self.scale, self.ratio, self.interpolation = size, tuple(scale), tuple(ratio), interpolation
 
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        top, left, h, w = RandomResizedCrop.get_params(img, self.scale, self.ratio)  # torch's random generator
+    def params(self, height: int, width: int) -> tuple[int, int, int, int, str]:
+        "A crop box (top, left, h, w) of a height x width image and its interpolation, from torch's random generator."
+        top, left, h, w = RandomResizedCrop.get_params(torch.empty(()).expand(1, height, width), self.scale, self.ratio)
         name = self.interpolation
         if name == 'random': name = ('bilinear', 'bicubic')[int(torch.randint(2, ()))]
+        return top, left, h, w, name
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        top, left, h, w, name = self.params(*img.shape[-2:])
         return F.resized_crop(img, top, left, h, w, [self.size, self.size], interpolation=_INTERP[name],
                               antialias=True)
 
@@ -117,7 +124,8 @@ class Prefetcher:
     def __len__(self): return len(self.loader)
 
     def _move(self, batch: dict) -> dict:
-        b = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        b = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) or hasattr(v, 'to') else v)
+             for k, v in batch.items()}  # EncodedImages too ('device' pipeline)
         if self.transform is not None: b[self.key] = self.transform(b[self.key])
         return b
 
@@ -147,6 +155,112 @@ def fast_transforms(size: int, augment: str = 'tdan', crop_pct: float = 0.875, c
     tdan = augment == 'tdan'
     return (RandomResizedCropU8(size, crop_scale, interpolation=interpolation if tdan else 'bicubic'),
             BatchAugment(flip=flip, jitter=0.4 if tdan else 0, erasing=0.5 if tdan else 0))
+
+# %% ../../nbs/01_data.fastload.ipynb #ac960575
+class EncodedImages:
+    "Encoded image files (uint8 byte tensors on the CPU) with their paths, (H, W) and crop boxes; decoded on `device`."
+    def __init__(self, data: list, paths: list, sizes: list, boxes: list | None = None, device='cpu'):
+        self.data, self.paths, self.sizes, self.device = list(data), list(paths), list(sizes), torch.device(device)
+        self.boxes = [None] * len(self.data) if boxes is None else list(boxes)
+
+    def __len__(self): return len(self.data)
+    def __repr__(self): return f"EncodedImages({len(self)} files, decoded on {self.device})"
+
+    def to(self, device, non_blocking: bool = False) -> 'EncodedImages':
+        "The same files, to be decoded on `device` (the bytes stay on the CPU, where nvJPEG reads them)."
+        return EncodedImages(self.data, self.paths, self.sizes, self.boxes, device)
+
+    @classmethod
+    def cat(cls, items) -> 'EncodedImages':
+        "One batch of `items` (EncodedImages)."
+        items = list(items)
+        return cls(*([v for it in items for v in getattr(it, k)] for k in ('data', 'paths', 'sizes', 'boxes')))
+
+# %% ../../nbs/01_data.fastload.ipynb #9f34d069
+def read_encoded(path) -> EncodedImages:
+    "The image file `path`, still encoded, with its (H, W) from its header."
+    from PIL import Image, UnidentifiedImageError
+    raw = Path(path).read_bytes()  # (read_file's tensor is file-backed: a loader worker could not send it)
+    try:
+        with Image.open(io.BytesIO(raw)) as im: w, h = im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise TdaError(f"{path} is not an image file ({' '.join(str(e).split())[:200]}); replace or remove the "
+                       f"file.") from None
+    return EncodedImages([torch.frombuffer(bytearray(raw), dtype=torch.uint8)], [str(path)], [(h, w)])
+
+# %% ../../nbs/01_data.fastload.ipynb #2d03a1d8
+def _decode_one(data, path, device, stats):
+    try: return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError: pass
+    try: img = decode_image(data, mode=ImageReadMode.RGB)
+    except RuntimeError as e:
+        raise TdaError(f"{path} could not be decoded as an image ({' '.join(str(e).split())[:200]}); replace or "
+                       f"remove the file.") from None
+    stats['cpu_fallback'] = stats.get('cpu_fallback', 0) + 1
+    return img.to(device, non_blocking=True)
+
+def decode_encoded(batch: EncodedImages, stats: dict | None = None) -> list:
+    "The RGB uint8 images (3, H, W) of `batch`, decoded on `batch.device` (nvJPEG on CUDA), each file's own fallback."
+    stats = {} if stats is None else stats
+    if not len(batch): return []
+    try: return list(decode_jpeg(batch.data, mode=ImageReadMode.RGB, device=batch.device))
+    except RuntimeError: return [_decode_one(d, p, batch.device, stats) for d, p in zip(batch.data, batch.paths)]
+
+# %% ../../nbs/01_data.fastload.ipynb #8bfe12b8
+def _resize_u8(img: torch.Tensor, hw, interpolation: str) -> torch.Tensor:
+    x = torch.nn.functional.interpolate(img[None].float(), size=tuple(hw), mode=interpolation, align_corners=False,
+                                        antialias=True)
+    return x.round_().clamp_(0, 255).to(torch.uint8)[0]
+
+class DeviceDecode:
+    "EncodedImages -> decoded, cropped (their boxes, or the centre crop), resized, stacked, `augment`ed, on their device."
+    def __init__(self, size: int, augment, crop_pct: float = 0.875):
+        self.size, self.augment, self.crop_pct, self.stats = size, augment, crop_pct, {'cpu_fallback': 0}
+
+    def _crop(self, img, box):
+        s = self.size
+        if box is not None:
+            top, left, h, w, name = box
+            return _resize_u8(img[:, top:top + h, left:left + w], (s, s), name)
+        h, w = img.shape[-2:]
+        r = round(s / self.crop_pct)  # torchvision's Resize: the longer side int() of its scaled length
+        hw = (r, int(r * w / h)) if h <= w else (int(r * h / w), r)
+        out = _resize_u8(img, hw, 'bicubic')
+        top, left = int(round((hw[0] - s) / 2.0)), int(round((hw[1] - s) / 2.0))
+        return out[:, top:top + s, left:left + s]
+
+    def __call__(self, batch: EncodedImages) -> torch.Tensor:
+        if not isinstance(batch, EncodedImages):
+            raise TdaError(f"DeviceDecode takes EncodedImages, not {type(batch).__name__}; use it with the dataset's "
+                           f"pipeline 'device'.")
+        imgs = decode_encoded(batch, self.stats)
+        return self.augment(torch.stack([self._crop(i, b) for i, b in zip(imgs, batch.boxes)]))
+
+# %% ../../nbs/01_data.fastload.ipynb #1d4a0551
+class DrawCrop:
+    "An `EncodedImages` of one file with its RandomResizedCrop box drawn by `crop` (a `RandomResizedCropU8`)."
+    def __init__(self, crop: RandomResizedCropU8): self.crop = crop
+    def __call__(self, item: EncodedImages) -> EncodedImages:
+        return EncodedImages(item.data, item.paths, item.sizes, [self.crop.params(*hw) for hw in item.sizes])
+
+# %% ../../nbs/01_data.fastload.ipynb #1d669dd3
+def collate_encoded(samples: list) -> dict:
+    "A batch of dict samples whose 'image' is `EncodedImages`: the files as one `EncodedImages`, the rest collated."
+    from torch.utils.data import default_collate
+    rest = default_collate([{k: v for k, v in s.items() if k != 'image'} for s in samples])
+    return {'image': EncodedImages.cat(s['image'] for s in samples), **rest}
+
+def encoded_batch(ds, indices) -> dict:
+    "The samples `indices` of `ds` (a dataset of `EncodedImages` samples) as one batch (`collate_encoded`)."
+    return collate_encoded([ds[i] for i in indices])
+
+# %% ../../nbs/01_data.fastload.ipynb #e1870e06
+def device_transforms(size: int, augment: str = 'tdan', crop_pct: float = 0.875, crop_scale=(0.08, 1.0),
+                      flip: bool = True, interpolation: str = 'random'):
+    "The `'device'` pipeline's (per-sample crop box, batch transform decoding on the device) for `augment`."
+    crop, aug = fast_transforms(size, augment, crop_pct, crop_scale, flip, interpolation)
+    draw = DrawCrop(crop) if isinstance(crop, RandomResizedCropU8) else (lambda item: item)
+    return draw, DeviceDecode(size, aug, crop_pct)
 
 # %% ../../nbs/01_data.fastload.ipynb #9586da2f
 def _number_image(rng, number: int, digits, by_class, photos, portrait: bool):

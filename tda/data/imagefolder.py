@@ -128,7 +128,13 @@ class ImageFolderDataset(Dataset):
             self.transform, self.batch_transform = fast_transforms(
                 size, augment if self.augmented else 'none', crop_pct, crop_scale, flip, interpolation)
             self._load = _load_u8
-        elif pipeline != 'pil': raise TdaError(f"pipeline must be 'pil' or 'fast', not {pipeline!r}.")
+        elif pipeline == 'device':  # the files' bytes here; decoding on the device too (tda.data.fastload)
+            from functools import partial
+            from tda.data.fastload import device_transforms, encoded_batch, read_encoded
+            self.transform, self.batch_transform = device_transforms(
+                size, augment if self.augmented else 'none', crop_pct, crop_scale, flip, interpolation)
+            self._load, self.batch = read_encoded, partial(encoded_batch, self)  # lists: the trainer's ds.batch
+        elif pipeline != 'pil': raise TdaError(f"pipeline must be 'pil', 'fast' or 'device', not {pipeline!r}.")
         # every split folder of the run in one index, scanned once (by the main process of a launch, see tda.train)
         self.folder, self.max_bad_fraction = folder.name, max_bad_fraction
         self.folders = [f for s in ('train', 'val', 'test') if (self.root/(f := (splits or {}).get(s, s))).is_dir()]
