@@ -95,7 +95,6 @@ def load_rgb(path) -> Image.Image:
             return Image.fromarray((np.clip(a, 0, 65535) >> 8).astype(np.uint8), 'L').convert('RGB')
         return im.convert('RGB') if im.mode != 'RGB' else im.copy()
 
-@DATASETS.register('imagefolder')
 def _load_u8(path) -> torch.Tensor:
     """The image as uint8 RGB (3, H, W) for the fast path: torchvision.io's decoder, and `load_rgb` (PIL) for what it
     cannot read (a 16-bit PNG, say); a file neither decodes raises PIL's error, so the sample is replaced."""
@@ -103,6 +102,7 @@ def _load_u8(path) -> torch.Tensor:
     try: return read_rgb(path)
     except TdaError: return torch.from_numpy(np.asarray(load_rgb(path))).permute(2, 0, 1).contiguous()
 
+@DATASETS.register('imagefolder')
 class ImageFolderDataset(Dataset):
     "One split of an ImageFolder-style dataset, as the trainer takes it."
     decodes = True  # it decodes files: the trainer gives it DataLoader workers (tda.train.loader_workers)
