@@ -176,10 +176,14 @@ _DICT_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.type =
 def with_preset(name: str, given: dict) -> dict:
     """The fields of a config made of preset `name` and the fields `given`: a value given wins, except that a dict
     field (dataset_args, model_args, loss_args, optimizer_args, metrics_args) is merged key by key into the preset's;
-    with another optimizer than the preset's, its optimizer_args are left out. Applying it again to what it returns
-    changes nothing."""
-    p = _preset(name, given.get('optimizer'))
+    with another optimizer than the preset's, its optimizer_args are left out, and with another dataset its
+    dataset_args. Applying it again to what it returns
+    changes nothing. A preset's cool-down belongs to its own schedule: a config that sets its own `epochs` and no
+    `cooldown_epochs` has none (a 10-epoch run of `jaiswal2022` anneals over its 10 epochs, not 0 after 10 of
+    cool-down)."""
+    p = _preset(name, given.get('optimizer'), given.get('dataset'))
     out = {**p, **given}
+    if 'epochs' in given and 'cooldown_epochs' not in given and p.get('cooldown_epochs'): out['cooldown_epochs'] = 0
     for k in _DICT_FIELDS:
         if isinstance(p.get(k), dict) and isinstance(given.get(k), dict): out[k] = {**p[k], **given[k]}
     return out
@@ -225,10 +229,12 @@ def _coerce(name, value, hint):
     want = ' or '.join('None' if a is type(None) else a.__name__ for a in args)
     raise TdaError(f"training config field {name!r} must be {want}, not {value!r}.")
 
-def _preset(name: str, optimizer: str | None = None) -> dict:
-    "The values of preset `name`; with another `optimizer` than the preset's, without its `optimizer_args`."
+def _preset(name: str, optimizer: str | None = None, dataset: str | None = None) -> dict:
+    """The values of preset `name`; with another `optimizer` than the preset's, without its `optimizer_args`, and with
+    another `dataset`, without its `dataset_args` (an ImageFolder's augmentation means nothing to another dataset)."""
     p = dict(PRESETS[name])
     if optimizer is not None and optimizer != p.get('optimizer'): p.pop('optimizer_args', None)
+    if dataset is not None and dataset != p.get('dataset'): p.pop('dataset_args', None)
     return p
 
 def _checks(c: TrainConfig):
