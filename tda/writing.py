@@ -224,6 +224,15 @@ def _lock_fd(lock: Path, path: Path, what: str, wait: bool = False) -> int:
 
 _HELD = {}  # lock file -> the thread of this process holding it (which may lock it again inside)
 _HELD_BY = os.getpid()  # the process _HELD belongs to (a forked child inherits the dict, not the locks)
+_FDS = set()  # the descriptors of the locks this process holds
+
+def _close_inherited():
+    "In a forked child (a DataLoader worker): close the lock descriptors it inherited, or it would hold the locks."
+    for fd in list(_FDS):
+        with contextlib.suppress(OSError): os.close(fd)  # closes the child's copy only; the parent keeps its lock
+    _FDS.clear()
+
+if hasattr(os, 'register_at_fork'): os.register_at_fork(after_in_child=_close_inherited)
 
 @contextlib.contextmanager
 def writer_lock(path, what: str = 'output', wait: bool = False):
@@ -245,6 +254,7 @@ def writer_lock(path, what: str = 'output', wait: bool = False):
         with held: yield
         return
     fd = _lock_fd(lock, path, what, wait)
+    _FDS.add(fd)
     global _HELD_BY
     if _HELD_BY != os.getpid(): _HELD.clear()
     _HELD[key], _HELD_BY = threading.get_ident(), os.getpid()
@@ -260,6 +270,7 @@ def writer_lock(path, what: str = 'output', wait: bool = False):
     finally:
         _HELD.pop(key, None)
         with contextlib.suppress(OSError): lock.unlink()  # while still holding it (see above)
+        _FDS.discard(fd)
         os.close(fd)
 
 # %% ../nbs/00_writing.ipynb #ee9526b4
