@@ -186,7 +186,7 @@ AGAIN = 'submits it again'  # what the next `tda sweep --executor slurm` does wi
 ENDED = ('failed', 'cancelled', 'timed out', 'stopped', 'interrupted')  # the states `tda sweep --status` exits 1 for
 
 def _pending(d: Path, job: dict, slurm: str, reason: str) -> str:
-    "The detail of a pending run: requeued (by its training, or by SLURM) once its job had started, else SLURM's reason."
+    "The detail of a pending run: requeued (by its training or SLURM) once its job had started, else SLURM's reason."
     if job.get('started'):  # the job ran and is queued again
         if _trainer_requeued(d, str(job.get('slurm_job_id')), job.get('restarts', 0)):
             return "requeued by its training (SLURM's warning signal): it resumes from its last finished epoch"

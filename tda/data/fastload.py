@@ -213,7 +213,7 @@ def _resize_u8(img: torch.Tensor, hw, interpolation: str) -> torch.Tensor:
     return x.round_().clamp_(0, 255).to(torch.uint8)[0]
 
 class DeviceDecode:
-    "EncodedImages -> decoded, cropped (their boxes, or the centre crop), resized, stacked, `augment`ed, on their device."
+    "EncodedImages -> decoded, cropped (their boxes or the centre crop), resized, stacked, `augment`ed."
     def __init__(self, size: int, augment, crop_pct: float = 0.875):
         self.size, self.augment, self.crop_pct, self.stats = size, augment, crop_pct, {'cpu_fallback': 0}
 

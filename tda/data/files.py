@@ -310,7 +310,7 @@ def _image_problem(inst: np.ndarray, rows) -> str | None:
     return None
 
 #: Versions of the generator (`tda.data.mref.GENERATOR_VERSION`) that could leave a digit without a pixel in its mask:
-#: a thin digit at scale 0.5-0.56 (14-16 px) whose strokes all stay below alpha 128. Later versions draw its scale again.
+#: a thin digit at scale 0.5-0.56 (14-16 px) whose strokes all stay below alpha 128; later versions redraw its scale.
 EMPTY_DIGIT_GENERATORS = ('1.0',)
 
 def _made_by(f, problem: str) -> str:

@@ -51,7 +51,7 @@ def holm(pvalues) -> list[float]:
 
 # %% ../../nbs/05f_experiments.claims.ipynb #95a99e0d
 def predicted_effect(paper_baseline: float, paper_model: float, our_baseline: float) -> float:
-    "Accuracy points (%) gained on our data if the model cuts our baseline's error as much (relatively) as in the paper."
+    "Points (%) gained on our data if the model cuts our baseline's error by the paper's relative reduction."
     for name, v in [('paper_baseline', paper_baseline), ('paper_model', paper_model), ('our_baseline', our_baseline)]:
         if not 0 <= v < 100: raise TdaError(f"{name} must be an accuracy in % (0 to below 100), not {v!r}.")
     reduction = (paper_model - paper_baseline) / (100 - paper_baseline)
@@ -71,7 +71,7 @@ def verdict(test: dict, adjusted_p: float, predicted: float, alpha: float = 0.05
 
 # %% ../../nbs/05f_experiments.claims.ipynb #15432025
 def paired_power(effect: float, n: int, sd: float, alpha: float = 0.05) -> float:
-    "The probability that the two-sided paired t-test of n differences (spread `sd`) rejects at `alpha` if the mean is `effect`."
+    "The power of the two-sided paired t-test of n differences (spread `sd`) at `alpha` if the mean is `effect`."
     if n < 2 or sd <= 0: raise TdaError(f"paired_power needs n >= 2 seeds and sd > 0, not n={n!r}, sd={sd!r}.")
     df, nc = n - 1, effect * math.sqrt(n) / sd
     q = stats.t.ppf(1 - alpha / 2, df)
